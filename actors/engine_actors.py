@@ -1,0 +1,100 @@
+"""Actor classes for ``map_batches``: each loads its engine once and runs it on batches.
+
+They stay thin: decode the rows, call the engine through ``run_isolating_failures`` (so a
+page that makes the engine raise is retried alone and, failing again, recorded instead
+of failing the block), encode the results.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from typing import Any
+
+import numpy as np
+
+from actors.rows import add_error, add_timing, batch_to_rows, has_error, rows_to_batch
+from actors.stages import page_image
+from engines.base import PageImage, PageMeta
+from engines.registry import build_engine
+from engines.retry import run_isolating_failures
+
+
+class LayoutActor:
+    """Hosts a layout engine (pymupdf, dots, ...) chosen by name."""
+
+    def __init__(self, engine: str, options: dict[str, Any], retries: int):
+        self.engine = build_engine(engine, "layout", options)
+        self.retries = retries
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        rows = batch_to_rows(batch)
+        todo = [row for row in rows if not has_error(row) and int(row["page_number"]) > 0]
+        pages = [PageImage(image=page_image(row), meta=_meta(row)) for row in todo]
+        started = time.perf_counter()
+        outcomes = run_isolating_failures(self.engine.layout, pages, self.retries)
+        per_page = (time.perf_counter() - started) / max(1, len(todo))
+        for row, outcome in zip(todo, outcomes):
+            row["engine_layout"] = self.engine.name
+            add_timing(row, "layout", per_page)
+            if outcome.failure:
+                failure = outcome.failure
+                add_error(row, "engine_error", f"{failure.kind}: {failure.message}", "layout", failure.attempts)
+                continue
+            row["layout_json"] = json.dumps([e.to_dict() for e in outcome.result.elements], ensure_ascii=False)
+            row["layout_info"] = json.dumps(outcome.result.info)
+        for row in rows:
+            row.pop("pdf_bytes", None)
+            row.setdefault("engine_layout", "")
+            row.setdefault("layout_json", "")
+            row.setdefault("layout_info", "")
+        return rows_to_batch(rows)
+
+
+class PictureOCRActor:
+    """Hosts a picture-OCR engine (rapidocr, gemma, ...) and reads every crop of a batch in one call."""
+
+    def __init__(self, engine: str, options: dict[str, Any], retries: int):
+        self.engine = build_engine(engine, "picture", options)
+        self.retries = retries
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        rows = batch_to_rows(batch)
+        jobs = []  # (row, region_id, bbox, image)
+        for row in rows:
+            if row.get("crops"):
+                for region_id, bbox, image in pickle.loads(row["crops"]):
+                    jobs.append((row, region_id, bbox, image))
+        started = time.perf_counter()
+        outcomes = run_isolating_failures(self.engine.recognize, [job[3] for job in jobs], self.retries)
+        elapsed = time.perf_counter() - started
+        results: dict[int, list[dict[str, Any]]] = {}
+        for (row, region_id, bbox, _), outcome in zip(jobs, outcomes):
+            if outcome.failure:
+                failure = outcome.failure
+                add_error(row, "engine_error", f"picture region {region_id}: {failure.kind}: {failure.message}", "picture", failure.attempts)
+                continue
+            results.setdefault(id(row), []).append({"region_id": int(region_id), "bbox": [float(v) for v in bbox], "text": outcome.result})
+        for row in rows:
+            had_crops = bool(row.get("crops"))
+            row.pop("crops", None)
+            row["picture_json"] = json.dumps(results.get(id(row), []), ensure_ascii=False)
+            row["engine_picture"] = self.engine.name if had_crops else ""
+            if had_crops:
+                share = sum(1 for job in jobs if job[0] is row) / max(1, len(jobs))
+                add_timing(row, "picture", elapsed * share)
+        return rows_to_batch(rows)
+
+
+def _meta(row: dict[str, Any]) -> PageMeta:
+    return PageMeta(
+        doc_id=str(row["doc_id"]),
+        source=str(row["source_path"]),
+        page_number=int(row["page_number"]),
+        width=int(row["width"]),
+        height=int(row["height"]),
+        scale=float(row["scale"]),
+        pdf_bytes=bytes(row["pdf_bytes"]) if row.get("pdf_bytes") is not None else None,
+        has_text_layer=bool(row["has_text_layer"]),
+    )

@@ -1,0 +1,176 @@
+"""Ray Data stage functions (stateless CPU tasks): read, split, crop, assemble.
+
+Each one catches its own errors per row and records them, because Ray Data's own error
+tolerance drops whole blocks. A row that already carries an error passes through the
+later stages untouched, so it still reaches the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from actors.rows import DOCUMENT_ROW, add_error, add_timing, batch_to_rows, has_error, plain, rows_to_batch
+from documents.crops import crop_pictures
+from documents.pages import SplitLimits, split_pages
+from documents.report import PageRecord
+from documents.sniff import InputRejected, check_type
+
+
+def read_document(row: dict[str, Any], max_file_bytes: int) -> dict[str, Any]:
+    """Read a file's bytes, hash them and sniff the type. Problems become a document error."""
+    started = time.perf_counter()
+    out = {
+        "doc_id": row["doc_id"],
+        "name": row["name"],
+        "source_path": row["source_path"],
+        "sha256": "",
+        "size_bytes": -1,
+        "file_type": "",
+        "data": b"",
+        "error_json": "",
+        "timings_json": "",
+    }
+    try:
+        with open(row["source_path"], "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(0)
+            out["size_bytes"] = size
+            if size > max_file_bytes:
+                raise InputRejected("file_too_large", f"file is {size:,} bytes, over the limit of {max_file_bytes:,}")
+            data = handle.read()
+        out["sha256"] = hashlib.sha256(data).hexdigest()
+        out["file_type"] = check_type(row["name"], data[:1024], len(data))
+        out["data"] = data
+    except InputRejected as exc:
+        add_error(out, exc.kind, str(exc), "read")
+    except OSError as exc:
+        add_error(out, "unreadable_file", f"cannot read file: {exc.strerror or exc}", "read")
+    add_timing(out, "read", time.perf_counter() - started)
+    return out
+
+
+def _document_row(row: dict[str, Any], page_count: int, selected: list[int]) -> dict[str, Any]:
+    return {
+        "doc_id": row["doc_id"],
+        "name": row["name"],
+        "source_path": row["source_path"],
+        "sha256": row["sha256"],
+        "size_bytes": int(row["size_bytes"]),
+        "file_type": row["file_type"],
+        "page_count": page_count,
+        "pages_selected": json.dumps(selected),
+        "expected_rows": max(1, len(selected)),
+        "page_number": DOCUMENT_ROW,
+        "width": 0,
+        "height": 0,
+        "scale": 1.0,
+        "pixels": b"",
+        "pdf_bytes": b"",
+        "has_text_layer": False,
+        "error_json": row["error_json"],
+        "timings_json": row["timings_json"],
+    }
+
+
+def split_document(row: dict[str, Any], limits: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One row per selected page (rasterized), or one document row if the file failed or no page is selected."""
+    if has_error(row):
+        yield _document_row(row, 0, [])
+        return
+    started = time.perf_counter()
+    split_limits = SplitLimits(**limits)
+    try:
+        page_count, pages = split_pages(row["data"], row["file_type"], split_limits)
+        from documents.selection import select_pages
+
+        selected = select_pages(page_count, split_limits.pages, split_limits.max_pages)
+    except InputRejected as exc:
+        failed = _document_row(row, 0, [])
+        add_error(failed, exc.kind, str(exc), "split")
+        yield failed
+        return
+    if not selected:
+        yield _document_row(row, page_count, [])
+        return
+    opened = time.perf_counter() - started
+    previous = time.perf_counter()
+    for page in pages:
+        out = _document_row(row, page_count, selected)
+        out.update(
+            page_number=page.page_number,
+            width=page.width,
+            height=page.height,
+            scale=page.scale,
+            pixels=page.pixels,
+            pdf_bytes=page.pdf_bytes,
+            has_text_layer=page.has_text_layer,
+            error_json="",
+        )
+        now = time.perf_counter()
+        add_timing(out, "split", now - previous + opened / len(selected))
+        previous = now
+        if page.error:
+            add_error(out, "render_error", page.error, "split")
+        yield out
+
+
+def page_image(row: dict[str, Any]) -> np.ndarray:
+    return np.frombuffer(row["pixels"], dtype=np.uint8).reshape(int(row["height"]), int(row["width"]), 3)
+
+
+def crop_stage(batch: dict[str, np.ndarray], crop: dict[str, Any], enabled: bool) -> dict[str, list[Any]]:
+    """Cut picture regions out of each page for picture OCR; drop the page pixels afterwards."""
+    rows = batch_to_rows(batch)
+    for row in rows:
+        started = time.perf_counter()
+        crops: list = []
+        if enabled and not has_error(row) and row.get("layout_json"):
+            try:
+                elements = json.loads(row["layout_json"])
+                crops = crop_pictures(page_image(row), elements, **crop)
+            except Exception as exc:  # noqa: BLE001 - recorded on the page
+                add_error(row, "crop_error", f"{type(exc).__name__}: {exc}", "crop")
+        row["crops"] = pickle.dumps([(c.region_id, c.bbox, c.image) for c in crops]) if crops else b""
+        row.pop("pixels", None)
+        add_timing(row, "crop", time.perf_counter() - started)
+    return rows_to_batch(rows)
+
+
+def assemble_page(row: dict[str, Any]) -> dict[str, Any]:
+    """Validate the page against the report schema and reduce the row to what the driver needs."""
+    started = time.perf_counter()
+    row = {k: plain(v) for k, v in row.items()}
+    out = {k: row[k] for k in ("doc_id", "name", "source_path", "sha256", "size_bytes", "file_type", "page_count", "pages_selected", "expected_rows", "page_number")}
+    out["error_json"] = row.get("error_json") or ""
+    if row["page_number"] == DOCUMENT_ROW:
+        out["page_json"] = ""
+        return out
+    timings = json.loads(row.get("timings_json") or "{}")
+    timings["assemble"] = round(time.perf_counter() - started, 4)
+    fields = dict(
+        page_number=row["page_number"],
+        width=row["width"],
+        height=row["height"],
+        scale=row["scale"],
+        engines={stage: row[f"engine_{stage}"] for stage in ("layout", "picture") if row.get(f"engine_{stage}")},
+        timings=timings,
+        info=json.loads(row.get("layout_info") or "{}"),
+    )
+    try:
+        record = PageRecord(
+            **fields,
+            ocr_pass_result=json.loads(row.get("layout_json") or "[]"),
+            picture_ocr_result=json.loads(row.get("picture_json") or "[]"),
+            error=json.loads(out["error_json"]) if out["error_json"] else None,
+        )
+    except Exception as exc:  # noqa: BLE001 - an engine produced something off-schema: keep the page, flag it
+        add_error(out, "invalid_result", f"engine output does not fit the report schema: {exc}"[:2000], "assemble")
+        record = PageRecord(**fields, error=json.loads(out["error_json"]))
+    out["page_json"] = record.model_dump_json()
+    return out

@@ -1,0 +1,178 @@
+"""Typed sections of ``ray_config.yaml``.
+
+Every model forbids unknown keys, so a typo fails loudly with the key's dotted path.
+Sections ``train`` and ``tune`` are placeholders that later jobs fill in.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engines import registry
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- cluster
+class ClusterConfig(Strict):
+    address: str = Field(
+        "auto",
+        description=(
+            "auto: join RAY_ADDRESS or the `ray job submit` cluster if set, else start a local Ray; "
+            "local: always start a local Ray; ray://host:10001: Ray Client; "
+            "http://host:8265: submit this command as a Ray job to that cluster's job server"
+        ),
+    )
+    namespace: str = Field("docvlm", description="Ray namespace for the job's actors")
+    runtime_env: dict[str, Any] = Field(default_factory=dict, description="Ray runtime_env (pip, env_vars, working_dir...)")
+    node_ip_address: str = Field("127.0.0.1", description="IP a local Ray binds to")
+    dashboard_host: str = Field("127.0.0.1", description="host the dashboard of a local Ray binds to")
+    include_dashboard: bool = Field(False, description="start the dashboard with a local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
+    num_gpus: int | None = Field(None, ge=0, description="GPUs of a local Ray (default: detected)")
+    object_store_memory: int | None = Field(None, ge=78_643_200, description="bytes of object store for a local Ray")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value in ("auto", "local") or re.match(r"^(ray|http|https)://[^/\s]+", value) or re.match(r"^[\w.-]+:\d+$", value):
+            return value
+        raise ValueError("must be auto, local, ray://host:port, http(s)://host:port or host:port")
+
+
+# --------------------------------------------------------------------------- ocr
+class ActorPoolConfig(Strict):
+    """Resources of one actor pool. Not part of the config fingerprint: they change speed, not results."""
+
+    concurrency: tuple[int, int] = Field((1, 2), description="min and max actors (autoscaling between them)")
+    batch_size: int = Field(4, ge=1, description="pages (or picture pages) per batch handed to an actor")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per actor; fractions share a GPU between small models")
+    max_restarts: int = Field(3, ge=-1, description="restarts of a crashed actor (-1: unlimited)")
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return (value, value)
+        return value
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> "ActorPoolConfig":
+        low, high = self.concurrency
+        if low < 1 or high < low:
+            raise ValueError(f"concurrency must be 1 <= min <= max, got {list(self.concurrency)}")
+        return self
+
+
+class EngineConfig(Strict):
+    engine: str
+    options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings (validated by the engine)")
+    pool: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
+
+
+class LayoutConfig(EngineConfig):
+    engine: str = Field("pymupdf", description=f"layout engine: {' | '.join(registry.engine_names('layout'))}")
+
+    @model_validator(mode="after")
+    def _options(self) -> "LayoutConfig":
+        object.__setattr__(self, "options", registry.validate_options(self.engine, "layout", self.options))
+        return self
+
+
+class CropConfig(Strict):
+    padding_px: int = Field(8, ge=0, description="pixels added around each picture region before cropping")
+    upscale: float = Field(2.0, ge=1.0, le=8.0, description="crops are enlarged by this factor before picture OCR")
+    min_size_px: int = Field(32, ge=1, description="regions narrower or shorter than this (page pixels) are skipped")
+    max_crop_pixels: int = Field(16_000_000, ge=1, description="upscaling stops at this many pixels per crop")
+
+
+class PictureConfig(EngineConfig):
+    engine: str = Field("rapidocr", description=f"picture OCR engine: {' | '.join(registry.engine_names('picture'))}")
+    enabled: bool = Field(True, description="run picture-region OCR")
+    crop: CropConfig = Field(default_factory=CropConfig)
+
+    @model_validator(mode="after")
+    def _options(self) -> "PictureConfig":
+        object.__setattr__(self, "options", registry.validate_options(self.engine, "picture", self.options))
+        return self
+
+
+class InputConfig(Strict):
+    pages: str | None = Field(None, description="page selection applied to every document, e.g. '1-3,7' (1-based)")
+    max_pages: int | None = Field(None, ge=1, description="at most this many pages per document (after selection)")
+    max_file_bytes: int = Field(2 * 1024**3, ge=1, description="larger files get an error record instead of being read")
+    max_image_pixels: int = Field(200_000_000, ge=1, description="images claiming more pixels are rejected (decompression bombs)")
+    extensions: list[str] = Field(
+        default_factory=lambda: [".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"],
+        description="file extensions picked up when a directory or glob is given",
+    )
+
+    @field_validator("pages")
+    @classmethod
+    def _pages(cls, value: str | None) -> str | None:
+        if value is not None:
+            from documents.selection import parse_page_ranges
+
+            parse_page_ranges(value)  # raises ValueError naming the problem
+        return value
+
+
+class RenderConfig(Strict):
+    dpi: int = Field(150, ge=36, le=1200, description="rasterization resolution for PDF pages")
+    max_pixels: int = Field(12_000_000, ge=10_000, description="pages are scaled down so width*height stays under this")
+
+
+class OutputConfig(Strict):
+    markdown: bool = Field(True, description="also write <name>.md in reading order")
+    combined: bool = Field(
+        False,
+        description="also write <name>.pages.json: the list of page records (image_name, ocr_pass_result, "
+        "picture_ocr_result) of the DOTS+Gemma pipeline format",
+    )
+
+
+class OCRConfig(Strict):
+    inputs: InputConfig = Field(default_factory=InputConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    layout: LayoutConfig = Field(default_factory=LayoutConfig)
+    picture: PictureConfig = Field(default_factory=PictureConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    retries: int = Field(1, ge=0, le=5, description="extra attempts for a page whose engine raised")
+    split_num_cpus: float = Field(
+        0.25, gt=0, description="logical CPUs per read/split/crop/assemble task (kept small so actors cannot starve them)"
+    )
+    progress: bool = Field(True, description="show Ray Data's per-operator progress bars")
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """The settings that change a report's content; resources and output toggles do not."""
+        return {
+            "inputs": self.inputs.model_dump(mode="json", include={"pages", "max_pages"}),
+            "render": self.render.model_dump(mode="json"),
+            "layout": {"engine": self.layout.engine, "options": self.layout.options},
+            "picture": self.picture.model_dump(mode="json", include={"engine", "enabled", "options", "crop"}),
+        }
+
+
+# --------------------------------------------------------------------------- train / tune
+class TrainConfig(Strict):
+    """Filled in by the training jobs."""
+
+
+class TuneConfig(Strict):
+    """Filled in by the sweep job."""
+
+
+class AppConfig(Strict):
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    ocr: OCRConfig = Field(default_factory=OCRConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+
+
+Section = Literal["cluster", "ocr", "train", "tune"]

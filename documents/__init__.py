@@ -1,0 +1,1 @@
+"""Pure document handling (no Ray): inputs, page splitting, crops, reports, writing."""

@@ -1,0 +1,115 @@
+"""CPU layout engine: PyMuPDF 2's layout analysis (pymupdf4llm + pymupdf-layout).
+
+For pages with a text layer, the layout model classifies text-layer blocks into the
+DOTS classes and the text comes straight from the PDF (exact, no OCR). For image-only
+pages (scans, photos), RapidOCR first writes an invisible text layer into the one-page
+PDF, through pymupdf4llm's own OCR hook, and the same layout analysis runs on it.
+
+OCR is decided by us, not by pymupdf4llm's heuristic: its default also OCRs born-digital
+pages that contain pictures with words, which turns the picture into text boxes. Here a
+picture stays a Picture element and its words come from the picture-OCR stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from typing import Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
+from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions
+
+_CLASS_TO_CATEGORY = {c.lower(): c for c in CATEGORIES}
+_BULLET = re.compile(r"^\s*[•·▪◦‣○●■□\-–—*]\s+")  # symbols only: list numbers are content
+
+
+class PyMuPDFLayoutOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ocr: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: OCR pages that have no text layer; always: also pages with text; never: no OCR"
+    )
+    html_tables: bool = Field(True, description="tables as HTML (else Markdown)")
+    strip_list_bullets: bool = Field(True, description="drop the bullet or number that starts a list item")
+    rapidocr: RapidOCROptions = Field(default_factory=RapidOCROptions, description="OCR settings for image-only pages")
+
+
+class PyMuPDFLayoutEngine:
+    name = "pymupdf"
+
+    def __init__(self, options: PyMuPDFLayoutOptions | None = None):
+        import pymupdf4llm  # noqa: F401 - activates pymupdf.layout
+        from pymupdf4llm.helpers import document_layout
+
+        self.options = options or PyMuPDFLayoutOptions()
+        self._parse = document_layout.parse_document
+        self._ocr: RapidOCREngine | None = None
+
+    @property
+    def ocr(self) -> RapidOCREngine:
+        if self._ocr is None:  # built on first use: born-digital runs never load the OCR models
+            self._ocr = RapidOCREngine(self.options.rapidocr)
+        return self._ocr
+
+    def layout(self, pages: Sequence[PageImage]) -> list[PageLayout]:
+        return [self._layout_page(page) for page in pages]
+
+    def _layout_page(self, page: PageImage) -> PageLayout:
+        import pymupdf
+
+        meta = page.meta
+        if not meta.pdf_bytes:
+            raise ValueError("the pymupdf layout engine needs the page's PDF bytes")
+        needs_ocr = self.options.ocr == "always" or (self.options.ocr == "auto" and not meta.has_text_layer)
+        doc = pymupdf.open(stream=meta.pdf_bytes, filetype="pdf")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pymupdf4llm prints progress notes
+                parsed = self._parse(
+                    doc,
+                    use_ocr=needs_ocr,
+                    force_ocr=needs_ocr,
+                    ocr_function=self._ocr_callback if needs_ocr else None,
+                    ocr_dpi=max(36, round(72 * meta.scale)),
+                    force_text=True,
+                    render_html_tables=self.options.html_tables,
+                )
+        finally:
+            doc.close()
+        elements = [self._element(box, meta.scale, meta.width, meta.height) for box in parsed.pages[0].boxes]
+        return PageLayout(elements=elements, info={"ocr": needs_ocr, "text_layer": meta.has_text_layer})
+
+    def _ocr_callback(self, page, dpi: int = 150, language: str | None = None, keep_ocr_text: bool = False, **_: object) -> None:
+        from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
+
+        exec_ocr_full(page, self.ocr.full_ocr, dpi=dpi, language=language, keep_ocr_text=keep_ocr_text)
+
+    def _element(self, box, scale: float, width: int, height: int) -> Element:
+        category = _CLASS_TO_CATEGORY.get(box.boxclass, "Text")
+        bbox = clip_bbox([box.x0 * scale, box.y0 * scale, box.x1 * scale, box.y1 * scale], width, height)
+        if category == "Picture":
+            text = ""
+        elif category == "Table":
+            table = box.table or {}
+            text = (table.get("html") if self.options.html_tables else None) or table.get("markdown") or ""
+        else:
+            text = _lines_text(box.textlines or [])
+            if category == "List-item" and self.options.strip_list_bullets:
+                text = _BULLET.sub("", text, count=1)
+        return Element(bbox=bbox, category=category, text=text.strip())
+
+
+def _lines_text(lines: list[dict]) -> str:
+    """Join a box's lines into running text, undoing end-of-line hyphenation."""
+    text = ""
+    for line in lines:
+        line_text = re.sub(r"\s+", " ", "".join(span["text"] for span in line["spans"])).strip()
+        if not line_text:
+            continue
+        if text.endswith("-") and line_text[:1].islower():
+            text = text[:-1] + line_text
+        else:
+            text = f"{text} {line_text}" if text else line_text
+    return text

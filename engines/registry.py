@@ -1,0 +1,69 @@
+"""Engines by name: the config names an engine, this module finds its class and options.
+
+Entries are import paths, not imports, so that loading the config stays cheap and an
+engine whose heavy dependencies (torch, vLLM) are absent only fails when it is chosen.
+Later engines (DOTS, Gemma) register here with one line each.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+EngineKind = Literal["layout", "picture"]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    kind: EngineKind
+    engine: str  # "module:Class"
+    options: str  # "module:OptionsModel"
+    description: str
+
+
+ENGINES: dict[str, EngineSpec] = {
+    "pymupdf": EngineSpec(
+        "layout",
+        "engines.pymupdf_layout:PyMuPDFLayoutEngine",
+        "engines.pymupdf_layout:PyMuPDFLayoutOptions",
+        "PyMuPDF 2 layout analysis (pymupdf4llm) on the text layer; RapidOCR text layer for image-only pages",
+    ),
+    "rapidocr": EngineSpec(
+        "picture",
+        "engines.rapidocr_engine:RapidOCREngine",
+        "engines.rapidocr_engine:RapidOCROptions",
+        "RapidOCR (PP-OCRv4 ONNX models inside the rapidocr-onnxruntime wheel), CPU",
+    ),
+}
+
+
+def _load(path: str) -> Any:
+    module_name, attr = path.split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def engine_names(kind: EngineKind) -> list[str]:
+    return sorted(name for name, spec in ENGINES.items() if spec.kind == kind)
+
+
+def get_spec(name: str, kind: EngineKind) -> EngineSpec:
+    spec = ENGINES.get(name)
+    if spec is None or spec.kind != kind:
+        raise ValueError(f"unknown {kind} engine {name!r}; choose one of {engine_names(kind)}")
+    return spec
+
+
+def validate_options(name: str, kind: EngineKind, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate engine options against the engine's own pydantic model; returns them with defaults filled."""
+    model: type[BaseModel] = _load(get_spec(name, kind).options)
+    return model.model_validate(options).model_dump(mode="json")
+
+
+def build_engine(name: str, kind: EngineKind, options: dict[str, Any]) -> Any:
+    """Construct an engine (this is where its model loads)."""
+    spec = get_spec(name, kind)
+    options_model: type[BaseModel] = _load(spec.options)
+    return _load(spec.engine)(options_model.model_validate(options))

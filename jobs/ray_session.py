@@ -1,0 +1,64 @@
+"""Connect to Ray the way the config says: join a cluster, or start a local one on 127.0.0.1.
+
+Token authentication stays on: a local Ray started here generates and uses a token
+(Ray >= 2.59 default); joining a cluster uses RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH /
+~/.ray/auth_token as Ray itself resolves them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator
+
+import ray
+
+from configuration.schema import ClusterConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_address(cluster: ClusterConfig) -> str | None:
+    """The address to join, or None to start a local Ray."""
+    if cluster.address == "local":
+        return None
+    if cluster.address == "auto":
+        # `ray job submit` and `ray start` users set RAY_ADDRESS; otherwise run embedded.
+        return os.environ.get("RAY_ADDRESS") or None
+    return cluster.address
+
+
+def is_job_server_address(address: str) -> bool:
+    return address.startswith(("http://", "https://"))
+
+
+@contextlib.contextmanager
+def ray_connection(cluster: ClusterConfig) -> Iterator[str]:
+    """Yield a description of the Ray we are on; shut down only what we started or joined."""
+    if ray.is_initialized():
+        yield "existing ray session"
+        return
+    address = resolve_address(cluster)
+    kwargs: dict = {"namespace": cluster.namespace, "logging_level": logging.WARNING}
+    if cluster.runtime_env:
+        kwargs["runtime_env"] = cluster.runtime_env
+    if address is None:
+        kwargs.update(
+            address="local",
+            _node_ip_address=cluster.node_ip_address,
+            include_dashboard=cluster.include_dashboard,
+            dashboard_host=cluster.dashboard_host,
+            num_cpus=cluster.num_cpus,
+            num_gpus=cluster.num_gpus,
+            object_store_memory=cluster.object_store_memory,
+        )
+        description = f"local Ray on {cluster.node_ip_address}"
+    else:
+        kwargs["address"] = address
+        description = f"Ray cluster at {address}"
+    ray.init(**kwargs)
+    try:
+        yield description
+    finally:
+        ray.shutdown()

@@ -1,0 +1,33 @@
+"""Submit this same command to a remote cluster's job server (cluster.address = http(s)://...).
+
+The working directory travels as the job's working_dir (``.gitignore`` is honoured), and
+the submitted command joins the cluster it runs on (cluster.address=auto). Input and
+output paths are paths on the cluster, not on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+
+from configuration.schema import AppConfig
+
+
+def submit_self(address: str, config: AppConfig, argv: list[str]) -> int:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    entrypoint = "python -m jobs.ocr " + shlex.join([*argv, "--set", "cluster.address=auto"])
+    runtime_env = {"working_dir": ".", **config.cluster.runtime_env}
+    client = JobSubmissionClient(address)
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+    print(f"submitted {job_id} to {address}: {entrypoint}", file=sys.stderr)
+
+    async def follow() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="")
+
+    asyncio.run(follow())
+    status = client.get_job_status(job_id)
+    print(f"job {job_id}: {status}", file=sys.stderr)
+    return 0 if status == JobStatus.SUCCEEDED else 1

@@ -1,0 +1,76 @@
+"""The run summary: counts, failures by kind, pages/s and seconds per stage."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from documents.report import DocumentReport
+
+
+@dataclass
+class RunSummary:
+    documents_total: int = 0
+    documents_written: int = 0
+    documents_skipped: int = 0  # resumed: report already there for the same file and config
+    documents_failed: int = 0  # the whole document failed (unreadable, encrypted, ...)
+    pages_total: int = 0
+    pages_ok: int = 0
+    pages_failed: int = 0
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
+    input_problems: list[dict[str, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over pages (CPU-side seconds)
+    wall_seconds: float = 0.0
+    pages_per_second: float = 0.0
+    duplicate_rows_dropped: int = 0
+    config_fingerprint: str = ""
+    ray: str = ""
+    _started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def add(self, report: DocumentReport) -> None:
+        self.documents_written += 1
+        kinds: Counter[str] = Counter(self.failures_by_kind)
+        if report.error:
+            self.documents_failed += 1
+            kinds[report.error.kind] += 1
+        for page in report.pages:
+            self.pages_total += 1
+            if page.error:
+                self.pages_failed += 1
+                kinds[page.error.kind] += 1
+            else:
+                self.pages_ok += 1
+            for stage, seconds in page.timings.items():
+                self.stage_seconds[stage] = round(self.stage_seconds.get(stage, 0.0) + seconds, 4)
+        self.failures_by_kind = dict(kinds)
+
+    def finish(self) -> None:
+        self.wall_seconds = round(time.perf_counter() - self._started, 3)
+        self.pages_per_second = round(self.pages_total / self.wall_seconds, 3) if self.wall_seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("_started")
+        return data
+
+    def render(self) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="OCR run summary", show_header=False)
+        rows = [
+            ("documents", f"{self.documents_total} total, {self.documents_written} written, "
+             f"{self.documents_skipped} skipped (resume), {self.documents_failed} failed"),
+            ("pages", f"{self.pages_total} total, {self.pages_ok} ok, {self.pages_failed} failed"),
+            ("throughput", f"{self.pages_per_second} pages/s over {self.wall_seconds} s"),
+            ("seconds per stage", ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.stage_seconds.items())) or "-"),
+        ]
+        if self.failures_by_kind:
+            rows.append(("failures", ", ".join(f"{k}: {v}" for k, v in sorted(self.failures_by_kind.items()))))
+        for problem in self.input_problems:
+            rows.append(("input problem", f"{problem['input']}: {problem['message']}"))
+        for name, value in rows:
+            table.add_row(name, value)
+        Console(stderr=True).print(table)

@@ -1,0 +1,1 @@
+"""Sample documents for the README, the tests and the benchmarks (generated, not shipped)."""

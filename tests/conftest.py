@@ -1,0 +1,56 @@
+"""Shared fixtures: generated sample documents and a directory of bad inputs."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import pymupdf
+import pytest
+from PIL import Image
+
+from samples.generate import generate
+
+
+@pytest.fixture(scope="session")
+def samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("samples")
+    generate(out)
+    return out
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge size (decompression bomb shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def make_bad_inputs(folder: Path) -> dict[str, str]:
+    """Write one file per kind of bad input; returns file name -> expected error kind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 200)
+    (folder / "empty.pdf").write_bytes(b"")
+    encrypted = pymupdf.open()
+    encrypted.new_page().insert_text((72, 72), "secret words")
+    encrypted.save(folder / "encrypted.pdf", encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="o", user_pw="u")
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), "white").save(buffer, format="PNG")
+    (folder / "misnamed.pdf").write_bytes(buffer.getvalue())  # a PNG called .pdf
+    (folder / "notes.png").write_bytes(b"this is plain text, not an image\n")
+    (folder / "bomb.png").write_bytes(_png_header_claiming(60000, 60000))
+    (folder / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)
+    return {
+        "corrupt.pdf": "corrupt_pdf",
+        "empty.pdf": "empty_file",
+        "encrypted.pdf": "encrypted_pdf",
+        "misnamed.pdf": "misnamed_file",
+        "notes.png": "unknown_format",
+        "bomb.png": "image_too_large",
+        "truncated.jpg": "corrupt_image",
+    }

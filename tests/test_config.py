@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from configuration import ConfigError, load_config
+from configuration.loader import fingerprint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repo_config_loads_and_matches_defaults_where_unchanged():
+    config = load_config([ROOT / "ray_config.yaml"])
+    assert config.cluster.node_ip_address == "127.0.0.1"
+    assert config.ocr.layout.engine == "pymupdf"
+    assert config.ocr.layout.pool.concurrency == (1, 2)
+    # Engine options are validated by the engine and filled with its defaults.
+    assert config.ocr.layout.options["ocr"] == "auto"
+    assert "rapidocr" in config.ocr.layout.options
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("ocr:\n  render:\n    dpii: 300\n")
+    with pytest.raises(ConfigError, match=r"ocr\.render\.dpii: unknown key"):
+        load_config([path])
+
+
+def test_bad_value_is_named():
+    with pytest.raises(ConfigError, match=r"ocr\.render\.dpi"):
+        load_config(overrides=["ocr.render.dpi=5"])
+    with pytest.raises(ConfigError, match=r"concurrency"):
+        load_config(overrides=["ocr.layout.pool.concurrency=[3, 1]"])
+    with pytest.raises(ConfigError, match=r"ocr\.inputs\.pages"):
+        load_config(overrides=["ocr.inputs.pages='3-1'"])
+
+
+def test_unknown_engine_and_engine_option_are_named():
+    with pytest.raises(ConfigError, match=r"unknown layout engine 'nope'"):
+        load_config(overrides=["ocr.layout.engine=nope"])
+    with pytest.raises(ConfigError, match=r"ocr\.layout.*(bogus|extra)"):
+        load_config(overrides=["ocr.layout.options.bogus=1"])
+
+
+def test_every_field_overridable_and_typed():
+    config = load_config(overrides=["ocr.layout.pool.concurrency=[2, 4]", "cluster.num_cpus=3", "ocr.inputs.pages=1-3,7"])
+    assert config.ocr.layout.pool.concurrency == (2, 4)
+    assert config.cluster.num_cpus == 3
+    assert config.ocr.inputs.pages == "1-3,7"
+
+
+def test_fingerprint_tracks_results_not_resources():
+    base = fingerprint(load_config())
+    assert fingerprint(load_config(overrides=["ocr.layout.pool.batch_size=16"])) == base
+    assert fingerprint(load_config(overrides=["ocr.render.dpi=200"])) != base
+    assert fingerprint(load_config(overrides=["ocr.picture.crop.upscale=3"])) != base
+
+
+def test_cluster_address_validation():
+    for good in ("auto", "local", "ray://head:10001", "http://127.0.0.1:8265", "10.0.0.1:6379"):
+        assert load_config(overrides=[f"cluster.address={good}"]).cluster.address == good
+    with pytest.raises(ConfigError, match=r"cluster\.address"):
+        load_config(overrides=["cluster.address=ftp://x"])

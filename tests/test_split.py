@@ -1,0 +1,63 @@
+"""Page splitting and input checks on real files (no Ray)."""
+
+import pytest
+
+from documents.pages import SplitLimits, split_pages
+from documents.sniff import InputRejected, check_type
+from tests.conftest import make_bad_inputs
+
+
+def _open(path):
+    data = path.read_bytes()
+    kind = check_type(path.name, data[:1024], len(data))
+    return split_pages(data, kind, SplitLimits(max_image_pixels=100_000_000))
+
+
+def test_born_digital_pdf_pages_have_text_layer(samples_dir):
+    count, pages = _open(samples_dir / "report.pdf")
+    pages = list(pages)
+    assert count == 2 and [p.page_number for p in pages] == [1, 2]
+    assert all(p.has_text_layer and p.error is None for p in pages)
+    page = pages[0]
+    assert page.image().shape == (page.height, page.width, 3)
+    assert page.width == round(595 * 150 / 72)  # A4 at 150 dpi
+    assert page.pdf_bytes.startswith(b"%PDF")
+
+
+def test_scanned_twin_has_no_text_layer(samples_dir):
+    _, pages = _open(samples_dir / "report_scanned.pdf")
+    assert [p.has_text_layer for p in pages] == [False, False]
+
+
+def test_png_becomes_one_page_with_pdf(samples_dir):
+    count, pages = _open(samples_dir / "report_page1.png")
+    (page,) = list(pages)
+    assert count == 1 and page.scale == 1.0 and page.pdf_bytes.startswith(b"%PDF")
+
+
+def test_max_pixels_scales_down(samples_dir):
+    data = (samples_dir / "report.pdf").read_bytes()
+    _, pages = split_pages(data, "pdf", SplitLimits(dpi=300, max_pixels=500_000))
+    page = next(iter(pages))
+    assert page.width * page.height <= 500_000 * 1.01
+
+
+def test_multi_frame_tiff(tmp_path):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (64, 48), color) for color in ("white", "gray", "black")]
+    path = tmp_path / "scan.tif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    count, pages = _open(path)
+    assert count == 3 and [p.page_number for p in pages] == [1, 2, 3]
+
+
+def test_every_bad_input_is_rejected_with_its_reason(tmp_path):
+    expected = make_bad_inputs(tmp_path)
+    for name, kind in expected.items():
+        path = tmp_path / name
+        with pytest.raises(InputRejected) as info:
+            count, pages = _open(path)
+            list(pages)
+        assert info.value.kind == kind, (name, info.value)
+        assert str(info.value)

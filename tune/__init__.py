@@ -1,0 +1,1 @@
+"""Ray Tune sweeps over compression ratio, token pooling and resolution (see the sweep issue)."""
