@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 from typing import Literal, Sequence
 
@@ -22,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
 from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions
 
+_SILENT = logging.getLogger("pymupdf.messages")
+_SILENT.propagate = False
+_SILENT.addHandler(logging.NullHandler())
 _CLASS_TO_CATEGORY = {c.lower(): c for c in CATEGORIES}
 _BULLET = re.compile(r"^\s*[•·▪◦‣○●■□\-–—*]\s+")  # symbols only: list numbers are content
 
@@ -66,7 +70,7 @@ class PyMuPDFLayoutEngine:
         needs_ocr = self.options.ocr == "always" or (self.options.ocr == "auto" and not meta.has_text_layer)
         doc = pymupdf.open(stream=meta.pdf_bytes, filetype="pdf")
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # pymupdf4llm prints progress notes
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_pymupdf():  # pymupdf4llm prints progress notes
                 parsed = self._parse(
                     doc,
                     use_ocr=needs_ocr,
@@ -99,6 +103,18 @@ class PyMuPDFLayoutEngine:
             if category == "List-item" and self.options.strip_list_bullets:
                 text = _BULLET.sub("", text, count=1)
         return Element(bbox=bbox, category=category, text=text.strip())
+
+
+@contextlib.contextmanager
+def _quiet_pymupdf():
+    """pymupdf4llm reports "OCR on page ..." through pymupdf.message; keep job logs clean."""
+    import pymupdf
+
+    pymupdf.set_messages(text=None, fd=None, path=None, pylogging=True, pylogging_logger=_SILENT)
+    try:
+        yield
+    finally:
+        pymupdf.set_messages(fd=2)
 
 
 def _lines_text(lines: list[dict]) -> str:

@@ -41,6 +41,8 @@ _NO_SPACE_BEFORE = frozenset(".,;:!?%)]}")
 _NO_SPACE_AFTER = frozenset("([{")
 #: Characters that may sit tight against a digit inside one number ("97.5%", "1,200", "3/4").
 _NUMERIC_JOINERS = frozenset(".,%/:-")
+#: Apostrophes and single quotes: "it's" must not become "it ' s".
+_APOSTROPHES = frozenset("'\u2018\u2019`")
 
 
 class RapidOCROptions(BaseModel):
@@ -61,7 +63,11 @@ class RapidOCROptions(BaseModel):
         gt=0.0,
         description="a blank run at least this many line heights wide is a word gap (keep_spaces)",
     )
-    use_cls: bool = Field(True, description="run the 0/180 degree line-orientation classifier")
+    use_cls: bool = Field(
+        False,
+        description="check upside-down lines: recognize lines the 0/180 classifier flags both ways, keep the better"
+        " (off: on upright pages the classifier flags a few lines, costing time)",
+    )
 
 
 @dataclass(frozen=True)
@@ -101,9 +107,9 @@ class RapidOCREngine:
             return []
         quads = [quads[i] for i in reading_order(quads)]
         crops = [crop_quad(bgr, quad) for quad in quads]
-        if self.options.use_cls:
-            crops, _, _ = self._ocr.text_cls(crops)
         results, _ = self._ocr.text_rec(crops, return_word_box=self.options.keep_spaces)
+        if self.options.use_cls:
+            crops, results = self._fix_upside_down(crops, results)
         lines = []
         for quad, crop, result in zip(quads, crops, results):
             text, score = str(result[0]), float(result[1])
@@ -124,6 +130,24 @@ class RapidOCREngine:
         return [(line.quad, line.text, line.score) for line in self.read_lines(image)]
 
     # -- internals --------------------------------------------------------------------
+
+    def _fix_upside_down(self, crops: list[np.ndarray], results: list[Any]) -> tuple[list[np.ndarray], list[Any]]:
+        """Re-read the lines the orientation classifier calls upside down; keep the better reading.
+
+        The classifier alone is not trusted: on the upright sample page it flagged 2 of 21
+        lines as 180 degrees with scores above its 0.9 threshold, and rotating them lost them.
+        """
+        _, labels, _ = self._ocr.text_cls(crops)
+        flagged = [i for i, (label, _) in enumerate(labels) if "180" in label]
+        if not flagged:
+            return crops, results
+        turned = [np.ascontiguousarray(np.rot90(crops[i], 2)) for i in flagged]
+        rereads, _ = self._ocr.text_rec(turned, return_word_box=self.options.keep_spaces)
+        crops, results = list(crops), list(results)
+        for i, crop, reread in zip(flagged, turned, rereads):
+            if float(reread[1]) > float(results[i][1]):
+                crops[i], results[i] = crop, reread
+        return crops, results
 
     def _detect(self, bgr: np.ndarray) -> list[Quad]:
         """Text-line quads in ``bgr``'s own pixels (RapidOCR undoes its resizing and padding)."""
@@ -229,37 +253,65 @@ def needs_wider_gap(left: str, right: str) -> bool:
     )
 
 
+def space_allowed(left: str, right: str) -> bool:
+    """Typography: no new space next to a space, before "." or ")", after "(", or at an apostrophe."""
+    return not (
+        left.isspace()
+        or right.isspace()
+        or right in _NO_SPACE_BEFORE
+        or left in _NO_SPACE_AFTER
+        or left in _APOSTROPHES
+        or right in _APOSTROPHES
+    )
+
+
+def pitch_ratios(centers: Sequence[float]) -> np.ndarray:
+    """Distance from each character's centre to the previous one, over the line's median.
+
+    Index i compares characters i-1 and i (index 0 is 1.0). When the recognizer swallows a
+    space it still tends to leave its blank CTC column, so a dropped space shows as a
+    ratio well above 1, while the wide side gaps of monospaced "i" or "l" do not.
+    """
+    xs = np.asarray(centers, dtype=float)
+    if xs.size < 4:  # too few characters for a typical pitch: do not veto
+        return np.full(xs.size, np.inf)
+    steps = np.diff(xs)
+    median = float(np.median(steps))
+    return np.concatenate(([1.0], steps / median if median > 0 else np.full(steps.size, np.inf)))
+
+
 def insert_spaces(
     text: str,
     centers: Sequence[float],
     gaps: Sequence[tuple[int, int]],
     min_gap: float,
+    *,
+    sure_factor: float = 1.75,
     number_factor: float = 1.6,
+    min_pitch_ratio: float = 1.25,
 ) -> str:
     """Insert a space into ``text`` at each pixel gap that the recognizer left unspaced.
 
     ``centers[i]`` is the x of ``text[i]``; a gap [start, end) falls between the two
-    characters whose centres straddle its middle. A gap is skipped when it is narrower
-    than ``min_gap`` (``number_factor`` times that inside numbers), when a space already
-    sits next to that position, or when typography forbids one (before "." or ")").
+    characters whose centres straddle its middle. A gap counts as a word space when it is
+    at least ``min_gap`` wide and the recognizer's characters also sit unusually far apart
+    there (``min_pitch_ratio``), or when it is ``sure_factor`` times ``min_gap`` wide on its
+    own. Inside numbers both widths grow by ``number_factor``; ``space_allowed`` vetoes
+    the rest.
     """
     if len(centers) != len(text) or not text:
         return text
     xs = np.asarray(centers, dtype=float)
+    ratios = pitch_ratios(xs)
     cuts: set[int] = set()
     for start, end in gaps:
+        cut = int(np.searchsorted(xs, (start + end) / 2))  # the new space goes before text[cut]
+        if cut <= 0 or cut >= len(text) or not space_allowed(text[cut - 1], text[cut]):
+            continue
+        needed = min_gap * (number_factor if needs_wider_gap(text[cut - 1], text[cut]) else 1.0)
         width = end - start
-        if width < min_gap:
-            continue
-        cut = int(np.searchsorted(xs, (start + end) / 2))  # new space goes before text[cut]
-        if cut <= 0 or cut >= len(text):
-            continue
-        left, right = text[cut - 1], text[cut]
-        if left.isspace() or right.isspace() or right in _NO_SPACE_BEFORE or left in _NO_SPACE_AFTER:
-            continue
-        if needs_wider_gap(left, right) and width < number_factor * min_gap:
-            continue
-        cuts.add(cut)
+        if width >= sure_factor * needed or (width >= needed and ratios[cut] >= min_pitch_ratio):
+            cuts.add(cut)
     for cut in sorted(cuts, reverse=True):
         text = text[:cut] + " " + text[cut:]
     return text

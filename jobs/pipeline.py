@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray
-from ray.data import DataContext, Dataset
+from ray.data import ActorPoolStrategy, DataContext, Dataset
 
 from actors.engine_actors import LayoutActor, PictureOCRActor
 from actors.stages import assemble_page, crop_stage, read_document, split_document
@@ -30,7 +30,7 @@ from documents.inputs import InputDocument
 def _pool_args(pool: ActorPoolConfig) -> dict[str, Any]:
     return {
         "batch_size": pool.batch_size,
-        "concurrency": tuple(pool.concurrency),
+        "compute": ActorPoolStrategy(min_size=pool.concurrency[0], max_size=pool.concurrency[1]),
         "num_cpus": pool.num_cpus,
         "num_gpus": pool.num_gpus,
         "max_restarts": pool.max_restarts,
