@@ -1,4 +1,4 @@
-"""Print the config reference as a Markdown table (``python -m configuration.reference``).
+"""Print the config reference as a Markdown table (``python -m configuration.reference [--update-readme]``).
 
 The README's configuration section is this output; a test keeps the two in step.
 """
@@ -11,6 +11,7 @@ from typing import Any, Iterator
 from pydantic import BaseModel
 
 from configuration.schema import AppConfig
+from engines import registry
 
 
 def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str]]:
@@ -18,6 +19,8 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str]]
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
+        if key.endswith(".options"):
+            continue  # engine options: listed per engine below
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _rows(annotation, f"{key}.")
             continue
@@ -34,8 +37,27 @@ def reference_markdown() -> str:
     for section in ("cluster", "ocr"):
         annotation = AppConfig.model_fields[section].annotation
         lines += [f"| `{key}` | `{default}` | {text} |" for key, default, text in _rows(annotation, f"{section}.")]
+    for name, spec in sorted(registry.ENGINES.items()):
+        lines.append(f"| **engine `{name}`** | | {spec.description} |")
+        options = registry._load(spec.options)
+        lines += [f"| `ocr.{spec.kind}.options.{key}` | `{default}` | {text} |" for key, default, text in _rows(options, "")]
     return "\n".join(lines) + "\n"
 
 
+def update_readme(path: str = "README.md") -> None:
+    """Rewrite the table between the README's config-reference markers."""
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    text = open(path, encoding="utf-8").read()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(head + start + reference_markdown() + end + tail)
+
+
 if __name__ == "__main__":
-    print(reference_markdown(), end="")
+    import sys
+
+    if "--update-readme" in sys.argv:
+        update_readme()
+    else:
+        print(reference_markdown(), end="")

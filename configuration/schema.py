@@ -53,7 +53,6 @@ class ActorPoolConfig(Strict):
     batch_size: int = Field(4, ge=1, description="pages (or picture pages) per batch handed to an actor")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor; fractions share a GPU between small models")
-    max_restarts: int = Field(3, ge=-1, description="restarts of a crashed actor (-1: unlimited)")
 
     @field_validator("concurrency", mode="before")
     @classmethod
@@ -96,6 +95,9 @@ class PictureConfig(EngineConfig):
     engine: str = Field("rapidocr", description=f"picture OCR engine: {' | '.join(registry.engine_names('picture'))}")
     enabled: bool = Field(True, description="run picture-region OCR")
     crop: CropConfig = Field(default_factory=CropConfig)
+    # Picture OCR runs on a few crops per page: one light actor by default, so on a small
+    # machine it does not take a whole core away from layout.
+    pool: ActorPoolConfig = Field(default_factory=lambda: ActorPoolConfig(concurrency=(1, 1), batch_size=8, num_cpus=0.5))
 
     @model_validator(mode="after")
     def _options(self) -> "PictureConfig":

@@ -37,7 +37,7 @@ class PyMuPDFLayoutOptions(BaseModel):
         "auto", description="auto: OCR pages that have no text layer; always: also pages with text; never: no OCR"
     )
     html_tables: bool = Field(True, description="tables as HTML (else Markdown)")
-    strip_list_bullets: bool = Field(True, description="drop the bullet or number that starts a list item")
+    strip_list_bullets: bool = Field(True, description="drop the bullet symbol (not a number) that starts a list item")
     rapidocr: RapidOCROptions = Field(default_factory=RapidOCROptions, description="OCR settings for image-only pages")
 
 

@@ -28,13 +28,14 @@ from documents.inputs import InputDocument
 
 
 def _pool_args(pool: ActorPoolConfig) -> dict[str, Any]:
+    """Actor-pool arguments. Ray Data's defaults already restart crashed actors without
+    limit (max_restarts=-1) and re-run their tasks elsewhere (max_task_retries=-1), so a
+    killed actor loses no page; we keep those defaults."""
     return {
         "batch_size": pool.batch_size,
         "compute": ActorPoolStrategy(min_size=pool.concurrency[0], max_size=pool.concurrency[1]),
         "num_cpus": pool.num_cpus,
         "num_gpus": pool.num_gpus,
-        "max_restarts": pool.max_restarts,
-        "max_task_retries": -1,  # a task on a crashed actor goes to another actor: no page lost
         "batch_format": "numpy",
     }
 

@@ -60,3 +60,9 @@ def test_cluster_address_validation():
         assert load_config(overrides=[f"cluster.address={good}"]).cluster.address == good
     with pytest.raises(ConfigError, match=r"cluster\.address"):
         load_config(overrides=["cluster.address=ftp://x"])
+
+
+def test_readme_config_reference_is_current():
+    from configuration.reference import reference_markdown
+
+    assert reference_markdown() in (ROOT / "README.md").read_text()

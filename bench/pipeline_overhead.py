@@ -1,0 +1,132 @@
+"""Pipeline overhead: the Ray Data pipeline against a plain sequential loop, same engines, same pages.
+
+    python -m bench.pipeline_overhead [--docs 8] [--json out.json]
+
+Workload: copies of the scanned sample (image-only PDF pages, so every page goes
+through RapidOCR). Every engine is pinned to one ONNX thread, so one actor uses one core.
+
+It prints, measured in one run:
+* sequential loop, 1 thread and onnxruntime's default threads (the "best" is the faster);
+* the pipeline with 1 and with 2 layout actors (one thread each), Ray already started
+  (actor start-up and model loading are inside the timing, as in a real run);
+* the ratios: 2 actors / 1 actor (target >= 1.7) and pipeline / best sequential (target >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from samples.generate import generate
+
+
+def sequential(inputs: list[Path], threads: int) -> dict:
+    """Split + layout (with OCR) + crops + picture OCR, one page after another, in this process."""
+    from documents.crops import crop_pictures
+    from documents.pages import SplitLimits, split_pages
+    from engines.base import PageImage, PageMeta
+    from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
+    from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions
+
+    started = time.perf_counter()
+    ocr_options = RapidOCROptions(threads=threads)
+    layout = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(rapidocr=ocr_options))
+    picture = RapidOCREngine(ocr_options)
+    pages = 0
+    for path in inputs:
+        _, rendered = split_pages(path.read_bytes(), "pdf", SplitLimits())
+        for page in rendered:
+            meta = PageMeta(str(path), str(path), page.page_number, page.width, page.height, page.scale,
+                            page.pdf_bytes, page.has_text_layer)
+            (result,) = layout.layout([PageImage(page.image(), meta)])
+            crops = crop_pictures(page.image(), [e.to_dict() for e in result.elements], 8, 2.0, 32, 16_000_000)
+            picture.recognize([c.image for c in crops])
+            pages += 1
+    seconds = time.perf_counter() - started
+    return {"pages": pages, "seconds": round(seconds, 2), "pages_per_s": round(pages / seconds, 4)}
+
+
+def pipeline(input_dir: Path, actors: int) -> dict:
+    from configuration import load_config
+    from jobs.run_ocr import run_ocr
+
+    config = load_config(overrides=[
+        f"ocr.layout.pool.concurrency=[{actors},{actors}]",
+        "ocr.layout.pool.batch_size=1",
+        # Logical CPUs so that both actors, the picture actor and the CPU tasks fit 2 cores.
+        "ocr.layout.pool.num_cpus=0.75",
+        "ocr.picture.pool.num_cpus=0.25",
+        "ocr.layout.options.rapidocr.threads=1",
+        "ocr.picture.options.threads=1",
+        "ocr.progress=false",
+    ])
+    out = Path(tempfile.mkdtemp(prefix="bench-out-"))
+    try:
+        summary = run_ocr(config, [str(input_dir)], out, force=True)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    assert summary.pages_failed == 0, summary.failures_by_kind
+    return {"pages": summary.pages_total, "seconds": summary.wall_seconds, "pages_per_s": summary.pages_per_second}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=8, help="scanned two-page documents in the workload")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--sequential-worker", nargs=2, metavar=("DIR", "THREADS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.sequential_worker:  # child process: a clean interpreter per thread setting
+        folder, threads = Path(args.sequential_worker[0]), int(args.sequential_worker[1])
+        print(json.dumps(sequential(sorted(folder.glob("*.pdf")), threads)))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    inputs = work / "in"
+    paths = generate(work / "samples", copies=args.docs)
+    inputs.mkdir()
+    for key, path in paths.items():
+        if key.startswith("scanned"):
+            shutil.copy(path, inputs / path.name)
+
+    figures: dict[str, dict] = {}
+    for threads in (1, 0):
+        output = subprocess.run([sys.executable, "-m", "bench.pipeline_overhead", "--sequential-worker", str(inputs), str(threads)],
+                                check=True, capture_output=True, text=True).stdout
+        figures[f"sequential_threads_{threads or 'default'}"] = json.loads(output.strip().splitlines()[-1])
+
+    import ray
+
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    try:
+        for actors in (1, 2):
+            figures[f"pipeline_{actors}_actor"] = pipeline(inputs, actors)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+    best_sequential = max(v["pages_per_s"] for k, v in figures.items() if k.startswith("sequential"))
+    ratios = {
+        "two_actors_over_one": round(figures["pipeline_2_actor"]["pages_per_s"] / figures["pipeline_1_actor"]["pages_per_s"], 3),
+        "pipeline_over_best_sequential": round(figures["pipeline_2_actor"]["pages_per_s"] / best_sequential, 3),
+    }
+    print(f"\n{'run':32} {'pages':>6} {'seconds':>8} {'pages/s':>8}")
+    for name, value in figures.items():
+        print(f"{name:32} {value['pages']:>6} {value['seconds']:>8} {value['pages_per_s']:>8}")
+    print(f"\n2 actors / 1 actor:              {ratios['two_actors_over_one']}  (target >= 1.7)")
+    print(f"pipeline / best sequential loop: {ratios['pipeline_over_best_sequential']}  (target >= 0.9)")
+    print(f"cpu count: {os.cpu_count()}")
+    if args.json:
+        args.json.write_text(json.dumps({"figures": figures, "ratios": ratios}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
