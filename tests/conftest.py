@@ -31,6 +31,13 @@ def _png_header_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def make_blank_pdf(path: Path) -> None:
+    """A page with no text and no image: must give an empty result, not an error."""
+    doc = pymupdf.open()
+    doc.new_page()
+    doc.save(path)
+
+
 def make_bad_inputs(folder: Path) -> dict[str, str]:
     """Write one file per kind of bad input; returns file name -> expected error kind."""
     folder.mkdir(parents=True, exist_ok=True)

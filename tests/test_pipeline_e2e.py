@@ -16,7 +16,7 @@ import pytest
 from documents.report import json_schema
 from jobs.ocr import main
 from samples.generate import BODY_WORDS, PICTURE_WORDS, TITLE
-from tests.conftest import make_bad_inputs
+from tests.conftest import make_bad_inputs, make_blank_pdf
 
 pytestmark = pytest.mark.ray
 
@@ -37,6 +37,7 @@ def run(tmp_path_factory, samples_dir):
     for name in ("report.pdf", "report_scanned.pdf", "report_page1.png"):
         shutil.copy(samples_dir / name, inputs / name)
     expected_errors = make_bad_inputs(inputs / "bad")
+    make_blank_pdf(inputs / "blank.pdf")
     out = tmp_path_factory.mktemp("out")
     code = main([str(inputs), "--out", str(out), "--combined", *ARGS])
     assert code == 0
@@ -107,6 +108,13 @@ def test_markdown_and_combined_outputs(run):
     assert [sorted(r) for r in combined] == [["image_name", "ocr_pass_result", "picture_ocr_result"]] * 2
 
 
+def test_blank_page_gives_empty_result_not_error(run):
+    _, out, _ = run
+    report = _report(out, "blank.pdf")
+    (page,) = report["pages"]
+    assert page["error"] is None and page["ocr_pass_result"] == [] and page["picture_ocr_result"] == []
+
+
 def test_bad_inputs_give_error_records_and_lose_nothing_else(run):
     _, out, expected = run
     for name, kind in expected.items():
@@ -114,9 +122,9 @@ def test_bad_inputs_give_error_records_and_lose_nothing_else(run):
         assert report["error"]["kind"] == kind, (name, report["error"])
         assert report["source_path"].endswith(name) and report["pages"] == []
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["documents_total"] == 3 + len(expected)
+    assert summary["documents_total"] == 4 + len(expected)
     assert summary["documents_failed"] == len(expected)
-    assert summary["pages_total"] == 5 and summary["pages_failed"] == 0  # 2 + 2 + 1 good pages
+    assert summary["pages_total"] == 6 and summary["pages_failed"] == 0  # 2 + 2 + 1 + 1 blank
     for kind in expected.values():
         assert summary["failures_by_kind"][kind] >= 1
     assert summary["pages_per_second"] > 0
@@ -128,7 +136,7 @@ def test_resume_skips_finished_documents_and_force_redoes(run):
     before = (out / "report.pdf.json").stat().st_mtime_ns
     assert main([str(inputs), "--out", str(out), *ARGS]) == 0  # nothing left: no Ray started
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["documents_skipped"] == summary["documents_total"] == 3 + len(expected)
+    assert summary["documents_skipped"] == summary["documents_total"] == 4 + len(expected)
     assert summary["documents_written"] == 0
     assert (out / "report.pdf.json").stat().st_mtime_ns == before
     # A changed file and a changed config are redone.

@@ -1,0 +1,211 @@
+"""RapidOCREngine: words from the generated samples (spaces kept), the picture crop, edge
+cases, and the space-restoration helpers on synthetic input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pymupdf
+import pytest
+from pydantic import ValidationError
+
+from engines.base import PictureOCREngine
+from engines.rapidocr_engine import (
+    RapidOCREngine,
+    RapidOCROptions,
+    TextLine,
+    blank_runs,
+    ink_mask,
+    insert_spaces,
+    needs_wider_gap,
+    pitch_ratios,
+    reading_order,
+    restore_spaces,
+    space_allowed,
+)
+from samples.generate import PICTURE_WORDS, TITLE, generate
+
+DPI = 150
+PICTURE_RECT_PT = (96, 170, 456, 350)  # where samples.generate puts the picture on page 2
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return generate(tmp_path_factory.mktemp("rapidocr_samples"))
+
+
+@pytest.fixture(scope="module")
+def engine() -> RapidOCREngine:
+    return RapidOCREngine(RapidOCROptions())
+
+
+def _rgb(pix: pymupdf.Pixmap) -> np.ndarray:
+    return np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, pix.n)[:, :, :3].copy()
+
+
+@pytest.fixture(scope="module")
+def page_one_lines(engine: RapidOCREngine, samples: dict[str, Path]) -> list[TextLine]:
+    return engine.read_lines(_rgb(pymupdf.Pixmap(str(samples["png"]))))
+
+
+@pytest.fixture(scope="module")
+def picture_crop(samples: dict[str, Path]) -> np.ndarray:
+    with pymupdf.open(samples["born_digital"]) as doc:
+        image = _rgb(doc[1].get_pixmap(dpi=DPI))
+    x0, y0, x1, y1 = (round(v * DPI / 72) for v in PICTURE_RECT_PT)
+    return image[y0:y1, x0:x1]
+
+
+# -- the engine on the samples ----------------------------------------------------------
+
+
+def test_is_a_picture_ocr_engine(engine: RapidOCREngine) -> None:
+    assert isinstance(engine, PictureOCREngine)
+    assert engine.name == "rapidocr"
+
+
+def test_page_one_words_with_spaces(page_one_lines: list[TextLine]) -> None:
+    text = "\n".join(line.text for line in page_one_lines)
+    assert TITLE in text
+    assert "inspection of the reservoir" in text
+    assert "Capacity MW" in text
+    for number in ("97.5%", "94.1%", "120"):  # numbers are not split by the space fix
+        assert number in text.split()
+
+
+def test_page_one_reading_order_and_boxes(page_one_lines: list[TextLine], samples: dict[str, Path]) -> None:
+    texts = [line.text for line in page_one_lines]
+    assert texts[0] == TITLE
+    assert texts.index("Site") < texts.index("Capacity MW") < texts.index("Availability") < texts.index("Harbor")
+    height, width = pymupdf.Pixmap(str(samples["png"])).height, pymupdf.Pixmap(str(samples["png"])).width
+    for line in page_one_lines:
+        assert len(line.quad) == 4 and all(0 <= x <= width and 0 <= y <= height for x, y in line.quad)
+        assert 0.5 <= line.score <= 1.0
+
+
+def test_recognize_picture_crop(engine: RapidOCREngine, picture_crop: np.ndarray) -> None:
+    (text,) = engine.recognize([picture_crop])
+    assert "SOLAR" in text and "NORTH" in text
+    assert f"{PICTURE_WORDS[0]} {PICTURE_WORDS[1]}" in text.splitlines()
+
+
+def test_full_ocr_tuples(engine: RapidOCREngine, picture_crop: np.ndarray) -> None:
+    result = engine.full_ocr(picture_crop)
+    assert result and all(len(item) == 3 for item in result)
+    quad, text, score = result[0]
+    assert len(quad) == 4 and isinstance(text, str) and isinstance(score, float)
+
+
+def test_full_ocr_gives_scanned_page_a_text_layer(engine: RapidOCREngine, samples: dict[str, Path]) -> None:
+    from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
+
+    with pymupdf.open(samples["scanned"]) as doc:
+        page = doc[0]
+        assert page.get_text().strip() == ""
+        exec_ocr_full(page, engine.full_ocr, dpi=DPI)
+        text = page.get_text()
+    assert TITLE in text and "inspection of the reservoir" in text
+
+
+def test_recognize_no_crops(engine: RapidOCREngine) -> None:
+    assert engine.recognize([]) == []
+
+
+def test_blank_crop_reads_empty(engine: RapidOCREngine) -> None:
+    assert engine.recognize([np.full((120, 300, 3), 255, np.uint8)]) == [""]
+
+
+def test_options_forbid_unknown_keys() -> None:
+    with pytest.raises(ValidationError):
+        RapidOCROptions(thread=1)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        RapidOCROptions(threads=-1)
+    assert RapidOCROptions().keep_spaces is True
+
+
+# -- space restoration on synthetic input ------------------------------------------------
+
+
+def _centers(text: str, gap_before: int | None = None, pitch: float = 10.0, extra: float = 8.0) -> list[float]:
+    """Evenly spaced character centres, with ``extra`` px before index ``gap_before``."""
+    return [5 + i * pitch + (extra if gap_before is not None and i >= gap_before else 0.0) for i in range(len(text))]
+
+
+def test_insert_spaces_at_a_dropped_space() -> None:
+    text = "inspectionof"
+    centers = _centers(text, gap_before=10)  # "n" at 95, "o" at 113
+    assert insert_spaces(text, centers, [(99, 108)], min_gap=6) == "inspection of"
+
+
+def test_insert_spaces_never_doubles_a_space() -> None:
+    text = "the reservoir"
+    centers = _centers(text, gap_before=4)
+    assert insert_spaces(text, centers, [(36, 46)], min_gap=6) == text
+
+
+def test_insert_spaces_ignores_narrow_gaps() -> None:
+    text = "inspectionof"
+    assert insert_spaces(text, _centers(text, gap_before=10), [(101, 105)], min_gap=6) == text
+
+
+def test_insert_spaces_needs_pitch_evidence_unless_the_gap_is_wide() -> None:
+    text = "illicit"  # monospaced "il": a wide ink gap, but the characters keep their pitch
+    centers = _centers(text)
+    assert insert_spaces(text, centers, [(11, 18)], min_gap=6) == text
+    assert insert_spaces(text, centers, [(10, 20)], min_gap=6) == "i llicit"  # 10 px >= 1.5 x 6
+
+
+def test_insert_spaces_keeps_numbers_and_punctuation_whole() -> None:
+    text = "97.5%"
+    centers = _centers(text, gap_before=2)
+    assert insert_spaces(text, centers, [(17, 25)], min_gap=6) == text  # "7" | "." inside a number
+    centers = _centers(text, gap_before=4)
+    assert insert_spaces(text, centers, [(37, 45)], min_gap=6) == text  # never before "%"
+    text = "it's"
+    assert insert_spaces(text, _centers(text, gap_before=2), [(17, 25)], min_gap=6) == text
+
+
+def test_insert_spaces_rejects_mismatched_centres() -> None:
+    assert insert_spaces("abc", [1.0, 2.0], [(0, 50)], min_gap=1) == "abc"
+
+
+def test_typography_rules() -> None:
+    assert needs_wider_gap("1", "2") and needs_wider_gap("7", ".") and needs_wider_gap(".", "5")
+    assert not needs_wider_gap("e", "1")
+    assert space_allowed("e", "1") and space_allowed(".", "W")
+    assert not space_allowed("e", ".") and not space_allowed("(", "a") and not space_allowed("a", " ")
+
+
+def test_pitch_ratios() -> None:
+    ratios = pitch_ratios([0, 10, 20, 38, 48])
+    assert ratios[3] == pytest.approx(1.8) and ratios[1] == pytest.approx(1.0)
+    assert np.isinf(pitch_ratios([0, 10, 30])).all()  # too short to judge
+
+
+def test_blank_runs_are_interior_only() -> None:
+    assert blank_runs(np.array([0, 1, 1, 0, 0, 1, 0, 1, 0], bool)) == [(3, 5), (6, 7)]
+    assert blank_runs(np.zeros(5, bool)) == []
+
+
+def test_ink_mask_handles_polarity_and_blank() -> None:
+    dark_text = np.full((20, 40), 255, np.uint8)
+    dark_text[5:15, 10:14] = 0
+    light_text = 255 - dark_text
+    assert ink_mask(dark_text).sum() == ink_mask(light_text).sum() == 40
+    assert not ink_mask(np.full((20, 40), 200, np.uint8)).any()
+
+
+def test_restore_spaces_from_pixels() -> None:
+    crop = np.full((30, 80, 3), 255, np.uint8)
+    for x0 in (10, 22, 44, 56):  # "ab" 2 px apart, 12 px gap, "cd" 2 px apart
+        crop[8:22, x0 : x0 + 10] = 0
+    assert restore_spaces("abcd", [15, 27, 49, 61], crop, gap_ratio=0.2) == "ab cd"
+
+
+def test_reading_order_rows_then_columns() -> None:
+    def box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+        return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+    quads = [box(200, 102, 260, 130), box(10, 160, 90, 190), box(10, 100, 80, 128), box(100, 98, 160, 131)]
+    assert reading_order(quads) == [2, 3, 0, 1]
