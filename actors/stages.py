@@ -19,6 +19,7 @@ from actors.rows import DOCUMENT_ROW, add_error, add_timing, batch_to_rows, has_
 from documents.crops import crop_pictures
 from documents.pages import SplitLimits, split_pages
 from documents.report import PageRecord
+from documents.selection import select_pages
 from documents.sniff import InputRejected, check_type
 
 
@@ -87,8 +88,6 @@ def split_document(row: dict[str, Any], limits: dict[str, Any]) -> Iterator[dict
     split_limits = SplitLimits(**limits)
     try:
         page_count, pages = split_pages(row["data"], row["file_type"], split_limits)
-        from documents.selection import select_pages
-
         selected = select_pages(page_count, split_limits.pages, split_limits.max_pages)
     except InputRejected as exc:
         failed = _document_row(row, 0, [])

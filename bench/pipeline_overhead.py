@@ -60,9 +60,12 @@ def pipeline(input_dir: Path, actors: int) -> dict:
     config = load_config(overrides=[
         f"ocr.layout.pool.concurrency=[{actors},{actors}]",
         "ocr.layout.pool.batch_size=1",
-        # Logical CPUs so that both actors, the picture actor and the CPU tasks fit 2 cores.
-        "ocr.layout.pool.num_cpus=0.75",
-        "ocr.picture.pool.num_cpus=0.25",
+        # Logical CPUs: each actor really uses one core (one thread), but if the actors'
+        # reservations filled the 2 logical CPUs, the crop/assemble tasks behind them could
+        # not be scheduled until the input ran dry, and results would arrive all at the end.
+        "ocr.layout.pool.num_cpus=0.5",
+        "ocr.picture.pool.num_cpus=0.2",
+        "ocr.split_num_cpus=0.1",
         "ocr.layout.options.rapidocr.threads=1",
         "ocr.picture.options.threads=1",
         "ocr.progress=false",
@@ -73,12 +76,17 @@ def pipeline(input_dir: Path, actors: int) -> dict:
     finally:
         shutil.rmtree(out, ignore_errors=True)
     assert summary.pages_failed == 0, summary.failures_by_kind
-    return {"pages": summary.pages_total, "seconds": summary.wall_seconds, "pages_per_s": summary.pages_per_second}
+    return {
+        "pages": summary.pages_total,
+        "seconds": summary.wall_seconds,
+        "pages_per_s": summary.pages_per_second,
+        "first_document_s": summary.first_document_seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=8, help="scanned two-page documents in the workload")
+    parser.add_argument("--docs", type=int, default=12, help="scanned two-page documents in the workload")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--sequential-worker", nargs=2, metavar=("DIR", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -114,14 +122,17 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     best_sequential = max(v["pages_per_s"] for k, v in figures.items() if k.startswith("sequential"))
+    one, two = figures["pipeline_1_actor"], figures["pipeline_2_actor"]
     ratios = {
-        "two_actors_over_one": round(figures["pipeline_2_actor"]["pages_per_s"] / figures["pipeline_1_actor"]["pages_per_s"], 3),
-        "pipeline_over_best_sequential": round(figures["pipeline_2_actor"]["pages_per_s"] / best_sequential, 3),
+        "two_actors_over_one": round(two["pages_per_s"] / one["pages_per_s"], 3),
+        "pipeline_over_best_sequential": round(two["pages_per_s"] / best_sequential, 3),
     }
-    print(f"\n{'run':32} {'pages':>6} {'seconds':>8} {'pages/s':>8}")
+    print(f"\n{'run':28} {'pages':>6} {'seconds':>8} {'pages/s':>8} {'first doc s':>12}")
     for name, value in figures.items():
-        print(f"{name:32} {value['pages']:>6} {value['seconds']:>8} {value['pages_per_s']:>8}")
-    print(f"\n2 actors / 1 actor:              {ratios['two_actors_over_one']}  (target >= 1.7)")
+        print(f"{name:28} {value['pages']:>6} {value['seconds']:>8} {value['pages_per_s']:>8} "
+              f"{value.get('first_document_s', '-')!s:>12}")
+    print("\n(the pipeline's seconds include Ray Data planning, actor start-up and model loading)")
+    print(f"2 actors / 1 actor:              {ratios['two_actors_over_one']}  (target >= 1.7)")
     print(f"pipeline / best sequential loop: {ratios['pipeline_over_best_sequential']}  (target >= 0.9)")
     print(f"cpu count: {os.cpu_count()}")
     if args.json:

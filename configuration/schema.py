@@ -50,7 +50,9 @@ class ActorPoolConfig(Strict):
     """Resources of one actor pool. Not part of the config fingerprint: they change speed, not results."""
 
     concurrency: tuple[int, int] = Field((1, 2), description="min and max actors (autoscaling between them)")
-    batch_size: int = Field(4, ge=1, description="pages (or picture pages) per batch handed to an actor")
+    batch_size: int = Field(
+        2, ge=1, description="pages per batch handed to an actor (GPU engines want more; rows wait until a batch fills)"
+    )
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor; fractions share a GPU between small models")
 
@@ -97,7 +99,7 @@ class PictureConfig(EngineConfig):
     crop: CropConfig = Field(default_factory=CropConfig)
     # Picture OCR runs on a few crops per page: one light actor by default, so on a small
     # machine it does not take a whole core away from layout.
-    pool: ActorPoolConfig = Field(default_factory=lambda: ActorPoolConfig(concurrency=(1, 1), batch_size=8, num_cpus=0.5))
+    pool: ActorPoolConfig = Field(default_factory=lambda: ActorPoolConfig(concurrency=(1, 1), batch_size=2, num_cpus=0.5))
 
     @model_validator(mode="after")
     def _options(self) -> "PictureConfig":

@@ -58,15 +58,6 @@ def fit_scale(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> f
     return scale
 
 
-def count_pages(data: bytes, kind: str, limits: SplitLimits) -> int:
-    """Number of pages in the document (raises InputRejected if it cannot be opened)."""
-    if kind == "pdf":
-        with _open_pdf(data) as doc:
-            return doc.page_count
-    with _open_image(data, limits) as image:
-        return getattr(image, "n_frames", 1)
-
-
 def split_pages(data: bytes, kind: str, limits: SplitLimits) -> tuple[int, Iterator[RenderedPage]]:
     """Open the document; return its page count and an iterator over the selected pages."""
     if kind == "pdf":

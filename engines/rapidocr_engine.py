@@ -52,22 +52,22 @@ class RapidOCROptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threads: int = Field(
-        0, ge=0, description="ONNX intra-op threads per engine; 0 = onnxruntime's default (all cores)"
-    )
+        default=0, ge=0, description="ONNX intra-op threads per engine; 0 = onnxruntime's default (all cores)"
+    )  # RapidOCR also falls back to the default for more threads than the machine has CPUs
     keep_spaces: bool = Field(
-        True, description="restore the word spaces the PP-OCRv4 recognizer drops, from gaps in the line's pixels"
+        default=True, description="restore the word spaces the PP-OCRv4 recognizer drops, from gaps in the line's pixels"
     )
-    min_score: float = Field(0.5, ge=0.0, le=1.0, description="drop lines whose recognition score is lower")
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="drop lines whose recognition score is lower")
     max_side_len: int = Field(
-        2000, gt=0, description="pages with a longer side are downscaled for text detection only (speed)"
+        default=1200, gt=0, description="pages with a longer side are downscaled for text detection only (speed)"
     )
     space_gap_ratio: float = Field(
-        0.2,
+        default=0.2,
         gt=0.0,
         description="a blank run at least this many line heights wide is a word gap (keep_spaces)",
     )
     use_cls: bool = Field(
-        False,
+        default=False,
         description="check upside-down lines: recognize lines the 0/180 classifier flags both ways, keep the better"
         " (off: on upright pages the classifier flags a few lines, costing time)",
     )
@@ -96,7 +96,6 @@ class RapidOCREngine:
             intra_op_num_threads=threads,
             inter_op_num_threads=1 if self.options.threads else -1,
             max_side_len=self.options.max_side_len,
-            text_score=self.options.min_score,
             rec_batch_num=1,
         )
 
@@ -179,13 +178,13 @@ def crop_quad(image: np.ndarray, quad: Quad) -> np.ndarray:
     points = np.asarray(quad, dtype=np.float32)
     width = max(1, int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3]))))
     height = max(1, int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2]))))
-    target = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(points, target)
     crop = cv2.warpPerspective(
         image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
     )
     if height / width >= 1.5:
-        crop = np.rot90(crop)
+        crop = np.ascontiguousarray(np.rot90(crop))
     return crop
 
 
@@ -269,7 +268,7 @@ def space_allowed(left: str, right: str) -> bool:
     )
 
 
-def pitch_ratios(centers: Sequence[float]) -> np.ndarray:
+def pitch_ratios(centers: Sequence[float] | np.ndarray) -> np.ndarray:
     """Distance from each character's centre to the previous one, over the line's median.
 
     Index i compares characters i-1 and i (index 0 is 1.0). When the recognizer swallows a
@@ -324,5 +323,5 @@ def insert_spaces(
 def restore_spaces(text: str, centers: Sequence[float], crop: np.ndarray, gap_ratio: float) -> str:
     """Put back the word spaces the recognizer dropped, from blank column runs in ``crop``."""
     ink = ink_mask(crop)
-    gaps = blank_runs(ink.any(axis=0))
+    gaps = blank_runs(np.asarray(ink.any(axis=0)))
     return insert_spaces(text, centers, gaps, min_gap=gap_ratio * crop.shape[0])

@@ -87,10 +87,12 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
         **_pool_args(ocr.layout.pool),
     )
     crop = ocr.picture.crop.model_dump()
+    # Per page (batch of 1): bundling rows up to the picture batch size here would hold
+    # pages back before the picture actors, which bundle for themselves.
     ds = ds.map_batches(
         crop_stage,
         fn_kwargs={"crop": crop, "enabled": ocr.picture.enabled},
-        batch_size=ocr.picture.pool.batch_size,
+        batch_size=1,
         batch_format="numpy",
         num_cpus=cpu,
     )
