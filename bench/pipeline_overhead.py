@@ -37,7 +37,7 @@ def sequential(inputs: list[Path], threads: int) -> dict:
 
     started = time.perf_counter()
     ocr_options = RapidOCROptions(threads=threads)
-    layout = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(rapidocr=ocr_options))
+    layout = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=threads, rapidocr=ocr_options))
     picture = RapidOCREngine(ocr_options)
     pages = 0
     for path in inputs:
@@ -67,6 +67,7 @@ def pipeline(input_dir: Path, actors: int) -> dict:
         "ocr.picture.pool.num_cpus=0.2",
         "ocr.split_num_cpus=0.1",
         "ocr.layout.options.rapidocr.threads=1",
+        "ocr.layout.options.threads=1",
         "ocr.picture.options.threads=1",
         "ocr.progress=false",
     ])

@@ -36,6 +36,9 @@ class PyMuPDFLayoutOptions(BaseModel):
     ocr: Literal["auto", "always", "never"] = Field(
         "auto", description="auto: OCR pages that have no text layer; always: also pages with text; never: no OCR"
     )
+    threads: int = Field(
+        0, ge=0, description="ONNX intra-op threads of the layout models (0 = onnxruntime's default: all cores)"
+    )
     html_tables: bool = Field(True, description="tables as HTML (else Markdown)")
     strip_list_bullets: bool = Field(True, description="drop the bullet symbol (not a number) that starts a list item")
     rapidocr: RapidOCROptions = Field(default_factory=RapidOCROptions, description="OCR settings for image-only pages")
@@ -45,10 +48,11 @@ class PyMuPDFLayoutEngine:
     name = "pymupdf"
 
     def __init__(self, options: PyMuPDFLayoutOptions | None = None):
-        import pymupdf4llm  # noqa: F401 - activates pymupdf.layout
+        self.options = options or PyMuPDFLayoutOptions()
+        with _onnx_threads(self.options.threads):
+            import pymupdf4llm  # noqa: F401 - activates pymupdf.layout, which builds its ONNX sessions
         from pymupdf4llm.helpers import document_layout
 
-        self.options = options or PyMuPDFLayoutOptions()
         self._parse = document_layout.parse_document
         self._ocr: RapidOCREngine | None = None
 
@@ -103,6 +107,36 @@ class PyMuPDFLayoutEngine:
             if category == "List-item" and self.options.strip_list_bullets:
                 text = _BULLET.sub("", text, count=1)
         return Element(bbox=bbox, category=category, text=text.strip())
+
+
+@contextlib.contextmanager
+def _onnx_threads(threads: int):
+    """Pin the ONNX sessions built in this block to ``threads`` threads, without spinning.
+
+    pymupdf-layout builds its sessions when it is imported and offers no thread setting;
+    left at onnxruntime's defaults, every actor's sessions use (and spin on) all cores,
+    and actors pinned to one core each slow each other down. Only takes effect if the
+    import happens here (the first engine in the process).
+    """
+    if not threads:
+        yield
+        return
+    import onnxruntime
+
+    original = onnxruntime.InferenceSession.__init__
+
+    def init(session, path_or_bytes, sess_options=None, *args, **kwargs):
+        sess_options = sess_options or onnxruntime.SessionOptions()
+        sess_options.intra_op_num_threads = threads
+        sess_options.inter_op_num_threads = 1
+        sess_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        original(session, path_or_bytes, sess_options, *args, **kwargs)
+
+    onnxruntime.InferenceSession.__init__ = init
+    try:
+        yield
+    finally:
+        onnxruntime.InferenceSession.__init__ = original
 
 
 @contextlib.contextmanager

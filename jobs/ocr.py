@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from configuration import ConfigError, load_config
-from configuration.loader import fingerprint, to_yaml
+from configuration.loader import to_yaml
 from configuration.schema import AppConfig
 
 log = logging.getLogger("jobs.ocr")
@@ -80,10 +80,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return submit_self(address, config, argv if argv is not None else sys.argv[1:])
 
+    from jobs.pipeline import CapacityError
     from jobs.run_ocr import run_ocr
 
-    summary = run_ocr(config, args.inputs, args.out, force=args.force, retry_failed=args.retry_failed)
-    return 0 if summary is not None else 1
+    try:
+        run_ocr(config, args.inputs, args.out, force=args.force, retry_failed=args.retry_failed)
+    except CapacityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cli() -> None:

@@ -51,6 +51,10 @@ def configure_data_context(ocr: OCRConfig) -> None:
     context.actor_task_retry_on_errors = False
 
 
+class CapacityError(RuntimeError):
+    """The cluster cannot host the configured minimum actor pools plus the CPU stages."""
+
+
 def check_capacity(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: float) -> None:
     """Refuse a config whose minimum actor pools leave no CPU for the CPU stages (Ray Data would hang)."""
     pools = [("ocr.layout.pool", ocr.layout.pool)]
@@ -60,7 +64,7 @@ def check_capacity(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: float) -> 
     gpus = sum(pool.concurrency[0] * pool.num_gpus for _, pool in pools)
     if cpus > cluster_cpus + 1e-9 or gpus > cluster_gpus + 1e-9:
         detail = ", ".join(f"{key}: {pool.concurrency[0]} x {pool.num_cpus} CPU, {pool.num_gpus} GPU" for key, pool in pools)
-        raise RuntimeError(
+        raise CapacityError(
             f"the cluster has {cluster_cpus:g} CPU / {cluster_gpus:g} GPU, but the minimum actor pools ({detail}) plus "
             f"ocr.split_num_cpus={ocr.split_num_cpus} need {cpus:g} CPU / {gpus:g} GPU; lower the pools' "
             "concurrency minimum or num_cpus/num_gpus"

@@ -66,3 +66,15 @@ def test_readme_config_reference_is_current():
     from configuration.reference import reference_markdown
 
     assert reference_markdown() in (ROOT / "README.md").read_text()
+
+
+def test_capacity_check_names_the_pools():
+    from jobs.pipeline import CapacityError, check_capacity
+
+    ocr = load_config(overrides=["ocr.layout.pool.concurrency=[2,2]", "ocr.layout.pool.num_cpus=1"]).ocr
+    check_capacity(ocr, cluster_cpus=4, cluster_gpus=0)
+    with pytest.raises(CapacityError, match=r"ocr\.layout\.pool: 2 x 1\.0 CPU"):
+        check_capacity(ocr, cluster_cpus=2, cluster_gpus=0)
+    gpu = load_config(overrides=["ocr.layout.pool.num_gpus=0.5"]).ocr
+    with pytest.raises(CapacityError, match="GPU"):
+        check_capacity(gpu, cluster_cpus=8, cluster_gpus=0)
