@@ -15,11 +15,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from actors.rows import DOCUMENT_ROW, add_error, add_timing, batch_to_rows, has_error, plain, rows_to_batch
+from actors.rows import DOC_COLUMNS, DOCUMENT_ROW, add_error, add_timing, has_error, plain
 from documents.crops import crop_pictures
 from documents.pages import SplitLimits, split_pages
 from documents.report import PageRecord
-from documents.selection import select_pages
 from documents.sniff import InputRejected, check_type
 
 
@@ -87,8 +86,7 @@ def split_document(row: dict[str, Any], limits: dict[str, Any]) -> Iterator[dict
     started = time.perf_counter()
     split_limits = SplitLimits(**limits)
     try:
-        page_count, pages = split_pages(row["data"], row["file_type"], split_limits)
-        selected = select_pages(page_count, split_limits.pages, split_limits.max_pages)
+        page_count, selected, pages = split_pages(row["data"], row["file_type"], split_limits)
     except InputRejected as exc:
         failed = _document_row(row, 0, [])
         add_error(failed, exc.kind, str(exc), "split")
@@ -123,29 +121,26 @@ def page_image(row: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(row["pixels"], dtype=np.uint8).reshape(int(row["height"]), int(row["width"]), 3)
 
 
-def crop_stage(batch: dict[str, np.ndarray], crop: dict[str, Any], enabled: bool) -> dict[str, list[Any]]:
-    """Cut picture regions out of each page for picture OCR; drop the page pixels afterwards."""
-    rows = batch_to_rows(batch)
-    for row in rows:
-        started = time.perf_counter()
-        crops: list = []
-        if enabled and not has_error(row) and row.get("layout_json"):
-            try:
-                elements = json.loads(row["layout_json"])
-                crops = crop_pictures(page_image(row), elements, **crop)
-            except Exception as exc:  # noqa: BLE001 - recorded on the page
-                add_error(row, "crop_error", f"{type(exc).__name__}: {exc}", "crop")
-        row["crops"] = pickle.dumps([(c.region_id, c.bbox, c.image) for c in crops]) if crops else b""
-        row.pop("pixels", None)
-        add_timing(row, "crop", time.perf_counter() - started)
-    return rows_to_batch(rows)
+def crop_page(row: dict[str, Any], crop: dict[str, Any], enabled: bool) -> dict[str, Any]:
+    """Cut picture regions out of a page for picture OCR; drop the page pixels afterwards."""
+    started = time.perf_counter()
+    crops: list = []
+    if enabled and not has_error(row) and row.get("layout_json"):
+        try:
+            crops = crop_pictures(page_image(row), json.loads(row["layout_json"]), **crop)
+        except Exception as exc:  # noqa: BLE001 - recorded on the page
+            add_error(row, "crop_error", f"{type(exc).__name__}: {exc}", "crop")
+    row["crops"] = pickle.dumps([(c.region_id, c.bbox, c.image) for c in crops]) if crops else b""
+    row.pop("pixels", None)
+    add_timing(row, "crop", time.perf_counter() - started)
+    return row
 
 
 def assemble_page(row: dict[str, Any]) -> dict[str, Any]:
     """Validate the page against the report schema and reduce the row to what the driver needs."""
     started = time.perf_counter()
     row = {k: plain(v) for k, v in row.items()}
-    out = {k: row[k] for k in ("doc_id", "name", "source_path", "sha256", "size_bytes", "file_type", "page_count", "pages_selected", "expected_rows", "page_number")}
+    out = {k: row[k] for k in (*DOC_COLUMNS, "page_number")}
     out["error_json"] = row.get("error_json") or ""
     if row["page_number"] == DOCUMENT_ROW:
         out["page_json"] = ""

@@ -41,7 +41,7 @@ def sequential(inputs: list[Path], threads: int) -> dict:
     picture = RapidOCREngine(ocr_options)
     pages = 0
     for path in inputs:
-        _, rendered = split_pages(path.read_bytes(), "pdf", SplitLimits())
+        _, _, rendered = split_pages(path.read_bytes(), "pdf", SplitLimits())
         for page in rendered:
             meta = PageMeta(str(path), str(path), page.page_number, page.width, page.height, page.scale,
                             page.pdf_bytes, page.has_text_layer)

@@ -7,7 +7,7 @@ Sections ``train`` and ``tune`` are placeholders that later jobs fill in.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -178,5 +178,3 @@ class AppConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
 
-
-Section = Literal["cluster", "ocr", "train", "tune"]

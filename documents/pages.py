@@ -58,13 +58,16 @@ def fit_scale(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> f
     return scale
 
 
-def split_pages(data: bytes, kind: str, limits: SplitLimits) -> tuple[int, Iterator[RenderedPage]]:
-    """Open the document; return its page count and an iterator over the selected pages."""
+def split_pages(data: bytes, kind: str, limits: SplitLimits) -> tuple[int, list[int], Iterator[RenderedPage]]:
+    """Open the document; return its page count, the selected page numbers and an iterator over them."""
     if kind == "pdf":
         doc = _open_pdf(data)
-        return doc.page_count, _pdf_pages(doc, limits)
+        selected = select_pages(doc.page_count, limits.pages, limits.max_pages)
+        return doc.page_count, selected, _pdf_pages(doc, selected, limits)
     image = _open_image(data, limits)
-    return getattr(image, "n_frames", 1), _image_pages(image, limits)
+    frames = getattr(image, "n_frames", 1)
+    selected = select_pages(frames, limits.pages, limits.max_pages)
+    return frames, selected, _image_pages(image, selected, limits)
 
 
 # ----------------------------------------------------------------------------- PDF
@@ -82,9 +85,9 @@ def _open_pdf(data: bytes) -> pymupdf.Document:
     return doc
 
 
-def _pdf_pages(doc: pymupdf.Document, limits: SplitLimits) -> Iterator[RenderedPage]:
+def _pdf_pages(doc: pymupdf.Document, selected: list[int], limits: SplitLimits) -> Iterator[RenderedPage]:
     try:
-        for number in select_pages(doc.page_count, limits.pages, limits.max_pages):
+        for number in selected:
             try:
                 yield _render_pdf_page(doc, number, limits)
             except Exception as exc:  # noqa: BLE001 - one bad page must not stop the others
@@ -142,9 +145,8 @@ def _open_image(data: bytes, limits: SplitLimits) -> Image.Image:
     return image
 
 
-def _image_pages(image: Image.Image, limits: SplitLimits) -> Iterator[RenderedPage]:
-    frames = getattr(image, "n_frames", 1)
-    wanted = set(select_pages(frames, limits.pages, limits.max_pages))
+def _image_pages(image: Image.Image, selected: list[int], limits: SplitLimits) -> Iterator[RenderedPage]:
+    wanted = set(selected)
     try:
         for index, frame in enumerate(ImageSequence.Iterator(image)):
             number = index + 1

@@ -18,8 +18,6 @@ from configuration import ConfigError, load_config
 from configuration.loader import to_yaml
 from configuration.schema import AppConfig
 
-log = logging.getLogger("jobs.ocr")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docvlm-ocr", description=__doc__.split("\n\n")[0])

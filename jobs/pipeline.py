@@ -4,7 +4,7 @@
       -> map(read_document)             read bytes, sha256, sniff type        (CPU tasks)
       -> flat_map(split_document)       one row per selected page, rasterized (CPU tasks)
       -> map_batches(LayoutActor)       layout engine actor pool              (CPU or GPU)
-      -> map_batches(crop_stage)        picture-region crops                  (CPU tasks)
+      -> map(crop_page)                 picture-region crops                  (CPU tasks)
       -> map_batches(PictureOCRActor)   picture OCR actor pool                (CPU or GPU)
       -> map(assemble_page)             page record, validated                (CPU tasks)
       -> driver: DocumentAssembler      per-document report, written atomically
@@ -22,7 +22,7 @@ import ray
 from ray.data import ActorPoolStrategy, DataContext, Dataset
 
 from actors.engine_actors import LayoutActor, PictureOCRActor
-from actors.stages import assemble_page, crop_stage, read_document, split_document
+from actors.stages import assemble_page, crop_page, read_document, split_document
 from configuration.schema import ActorPoolConfig, OCRConfig
 from documents.inputs import InputDocument
 
@@ -91,15 +91,9 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
         **_pool_args(ocr.layout.pool),
     )
     crop = ocr.picture.crop.model_dump()
-    # Per page (batch of 1): bundling rows up to the picture batch size here would hold
-    # pages back before the picture actors, which bundle for themselves.
-    ds = ds.map_batches(
-        crop_stage,
-        fn_kwargs={"crop": crop, "enabled": ocr.picture.enabled},
-        batch_size=1,
-        batch_format="numpy",
-        num_cpus=cpu,
-    )
+    # Per page: bundling rows up to the picture batch size here would hold pages back
+    # before the picture actors, which bundle for themselves.
+    ds = ds.map(crop_page, fn_kwargs={"crop": crop, "enabled": ocr.picture.enabled}, num_cpus=cpu)
     if ocr.picture.enabled:
         ds = ds.map_batches(
             PictureOCRActor,

@@ -16,8 +16,6 @@ import ray
 
 from configuration.schema import ClusterConfig
 
-log = logging.getLogger(__name__)
-
 
 def resolve_address(cluster: ClusterConfig) -> str | None:
     """The address to join, or None to start a local Ray."""

@@ -10,7 +10,8 @@ from tests.conftest import make_bad_inputs
 def _open(path):
     data = path.read_bytes()
     kind = check_type(path.name, data[:1024], len(data))
-    return split_pages(data, kind, SplitLimits(max_image_pixels=100_000_000))
+    count, _, pages = split_pages(data, kind, SplitLimits(max_image_pixels=100_000_000))
+    return count, pages
 
 
 def test_born_digital_pdf_pages_have_text_layer(samples_dir):
@@ -37,7 +38,7 @@ def test_png_becomes_one_page_with_pdf(samples_dir):
 
 def test_max_pixels_scales_down(samples_dir):
     data = (samples_dir / "report.pdf").read_bytes()
-    _, pages = split_pages(data, "pdf", SplitLimits(dpi=300, max_pixels=500_000))
+    _, _, pages = split_pages(data, "pdf", SplitLimits(dpi=300, max_pixels=500_000))
     page = next(iter(pages))
     assert page.width * page.height <= 500_000 * 1.01
 
@@ -61,3 +62,10 @@ def test_every_bad_input_is_rejected_with_its_reason(tmp_path):
             list(pages)
         assert info.value.kind == kind, (name, info.value)
         assert str(info.value)
+
+
+def test_selection_is_returned_and_followed(samples_dir):
+    data = (samples_dir / "report.pdf").read_bytes()
+    count, selected, pages = split_pages(data, "pdf", SplitLimits(pages="2-", max_pages=1))
+    assert count == 2 and selected == [2]
+    assert [p.page_number for p in pages] == [2]
