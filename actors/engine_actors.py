@@ -17,7 +17,7 @@ import numpy as np
 from actors.rows import add_error, add_timing, batch_to_rows, has_error, rows_to_batch
 from actors.stages import page_image
 from engines.base import PageImage, PageMeta
-from engines.registry import build_engine
+from engines.registry import build_engine, close_engine
 from engines.retry import run_isolating_failures
 
 
@@ -27,6 +27,9 @@ class LayoutActor:
     def __init__(self, engine: str, options: dict[str, Any], retries: int):
         self.engine = build_engine(engine, "layout", options)
         self.retries = retries
+
+    def __del__(self) -> None:
+        close_engine(self.engine)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         rows = batch_to_rows(batch)
@@ -42,8 +45,11 @@ class LayoutActor:
                 failure = outcome.failure
                 add_error(row, "engine_error", f"{failure.kind}: {failure.message}", "layout", failure.attempts)
                 continue
-            row["layout_json"] = json.dumps([e.to_dict() for e in outcome.result.elements], ensure_ascii=False)
-            row["layout_info"] = json.dumps(outcome.result.info)
+            layout = outcome.result
+            if layout.error:  # partly read: keep what was read, record the failure
+                add_error(row, layout.error.kind, layout.error.message, "layout", 1 + int(layout.info.get("retries", 0)))
+            row["layout_json"] = json.dumps([e.to_dict() for e in layout.elements], ensure_ascii=False)
+            row["layout_info"] = json.dumps(layout.info, ensure_ascii=False)
         for row in rows:
             row.pop("pdf_bytes", None)
             row.setdefault("engine_layout", "")
@@ -58,6 +64,9 @@ class PictureOCRActor:
     def __init__(self, engine: str, options: dict[str, Any], retries: int):
         self.engine = build_engine(engine, "picture", options)
         self.retries = retries
+
+    def __del__(self) -> None:
+        close_engine(self.engine)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         rows = batch_to_rows(batch)

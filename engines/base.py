@@ -72,12 +72,25 @@ class Element:
         return {"bbox": [round(float(v), 2) for v in self.bbox], "category": self.category, "text": self.text}
 
 
+@dataclass(frozen=True)
+class PageError:
+    """A page the engine answered but could not fully read (e.g. model output that stays invalid).
+
+    Unlike an exception, it travels with the elements that *were* read, so nothing
+    already recovered is thrown away; the page is still counted as failed.
+    """
+
+    kind: str
+    message: str
+
+
 @dataclass
 class PageLayout:
     """An engine's result for one page: elements in reading order plus engine notes."""
 
     elements: list[Element] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)  # e.g. {"ocr": True}
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. {"ocr": True}, {"retries": 1, "raw_output": ...}
+    error: PageError | None = None
 
 
 @runtime_checkable

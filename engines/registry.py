@@ -37,6 +37,18 @@ ENGINES: dict[str, EngineSpec] = {
         "engines.rapidocr_engine:RapidOCROptions",
         "RapidOCR (PP-OCRv4 ONNX models inside the rapidocr-onnxruntime wheel), CPU",
     ),
+    "dots": EngineSpec(
+        "layout",
+        "engines.dots_engine:DotsLayoutEngine",
+        "engines.dots_engine:DotsOptions",
+        "dots.ocr vision-language model: layout boxes, categories and text in one pass (GPU; transformers or vLLM)",
+    ),
+    "gemma": EngineSpec(
+        "picture",
+        "engines.gemma_engine:GemmaPictureEngine",
+        "engines.gemma_engine:GemmaOptions",
+        "Gemma 3n / Gemma 3 vision-language model reading picture crops (GPU; transformers or vLLM)",
+    ),
 }
 
 
@@ -67,3 +79,13 @@ def build_engine(name: str, kind: EngineKind, options: dict[str, Any]) -> Any:
     spec = get_spec(name, kind)
     options_model: type[BaseModel] = _load(spec.options)
     return _load(spec.engine)(options_model.model_validate(options))
+
+
+def close_engine(engine: Any) -> None:
+    """Release an engine's model (GPU memory) when its actor shuts down; engines without ``close`` hold nothing."""
+    close = getattr(engine, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - shutting down; nothing to report to
+            pass

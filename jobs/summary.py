@@ -27,6 +27,8 @@ class RunSummary:
     # Time to the first finished document: start-up (Ray Data planning, actor processes,
     # model loading) plus the first batches, i.e. how long before results start to flow.
     first_document_seconds: float | None = None
+    # Pages an engine generated again with a larger token budget (DOTS output cut off or invalid).
+    pages_retried: int = 0
     duplicate_rows_dropped: int = 0
     config_fingerprint: str = ""
     ray: str = ""
@@ -47,6 +49,8 @@ class RunSummary:
                 kinds[page.error.kind] += 1
             else:
                 self.pages_ok += 1
+            if page.info.get("retries"):
+                self.pages_retried += 1
             for stage, seconds in page.timings.items():
                 self.stage_seconds[stage] = round(self.stage_seconds.get(stage, 0.0) + seconds, 4)
         self.failures_by_kind = dict(kinds)
@@ -68,7 +72,8 @@ class RunSummary:
         rows = [
             ("documents", f"{self.documents_total} total, {self.documents_written} written, "
              f"{self.documents_skipped} skipped (resume), {self.documents_failed} failed"),
-            ("pages", f"{self.pages_total} total, {self.pages_ok} ok, {self.pages_failed} failed"),
+            ("pages", f"{self.pages_total} total, {self.pages_ok} ok, {self.pages_failed} failed, "
+             f"{self.pages_retried} retried with a larger token budget"),
             ("throughput", f"{self.pages_per_second} pages/s over {self.wall_seconds} s "
              f"(first document written after {self.first_document_seconds} s)"),
             ("seconds per stage", ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.stage_seconds.items())) or "-"),

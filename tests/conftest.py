@@ -61,3 +61,19 @@ def make_bad_inputs(folder: Path) -> dict[str, str]:
         "bomb.png": "image_too_large",
         "truncated.jpg": "corrupt_image",
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Qwen2.5-VL-architecture checkpoint (DOTS's family), saved like a real one."""
+    from vlm.tiny import save_tiny_qwen2_5_vl
+
+    return save_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny") / "qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Gemma-3-architecture checkpoint, saved like a real one."""
+    from vlm.tiny import save_tiny_gemma3
+
+    return save_tiny_gemma3(tmp_path_factory.mktemp("tiny") / "gemma3")

@@ -1,0 +1,186 @@
+"""Load a vision-language model and its processor the way users point at them.
+
+One function serves every engine: a local folder or a hub id, HF offline mode
+respected, the model's kind checked against what the engine can drive, an optional PEFT
+LoRA adapter on top, and low-rank compressed checkpoints (``compression.persistence``)
+recognised by their ranks file. Errors name the path or id and the problem, because
+the usual failure on a cluster is a typo in a path or a model that was never cached.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message names the path or id and the reason."""
+
+
+class ModelSource(BaseModel):
+    """Where the weights come from and how to place them; shared by the GPU engines' options."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field(description="local checkpoint folder or hub id")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    dtype: str = Field("auto", pattern="^(auto|bfloat16|float16|float32)$", description="auto: bfloat16 on CUDA, float32 on CPU")
+    attn_implementation: str = Field(
+        "auto",
+        pattern="^(auto|flash_attention_2|sdpa|eager)$",
+        description="auto: flash_attention_2 when flash-attn imports on CUDA, else sdpa",
+    )
+    device_map: str | None = Field("auto", description="auto: cuda:0 when a GPU is visible, else cpu; or any accelerate device map")
+    trust_remote_code: bool = Field(False, description="run the checkpoint's own modelling code (dots.ocr ships some)")
+    adapter: str | None = Field(None, description="PEFT LoRA adapter folder loaded on top of the base model")
+    merge_adapter: bool = Field(True, description="merge the adapter into the weights after loading (faster generation)")
+    local_files_only: bool | None = Field(None, description="never touch the hub; default: follow HF_HUB_OFFLINE")
+
+
+def resolve_attention(requested: str) -> str:
+    """``auto`` means flash-attn when it is importable and CUDA is there, else PyTorch's sdpa."""
+    import torch
+
+    if requested != "auto":
+        if requested == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            raise ModelLoadError("attn_implementation flash_attention_2 needs the flash-attn package: pip install 'docvlm[flash]'")
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def resolve_dtype(requested: str) -> Any:
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, requested)
+
+
+def resolve_device_map(requested: str | None) -> Any:
+    import torch
+
+    if requested == "auto":
+        return "cuda:0" if torch.cuda.is_available() else None
+    return requested
+
+
+def offline_mode(source: ModelSource) -> bool:
+    if source.local_files_only is not None:
+        return source.local_files_only
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def looks_like_path(name: str) -> bool:
+    """Hub ids are ``org/name``; anything absolute, relative-dotted, home-relative or deeper is a path."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
+
+
+def check_model_location(name: str, what: str = "model") -> str:
+    """Return the path (expanded) or hub id; a missing local folder fails here, naming it."""
+    if looks_like_path(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"{what} path {name} does not exist")
+        if not path.is_dir() or not (path / ("adapter_config.json" if what == "adapter" else "config.json")).exists():
+            expected = "adapter_config.json" if what == "adapter" else "config.json"
+            raise ModelLoadError(f"{what} path {name} is not a checkpoint folder ({expected} missing)")
+        return str(path)
+    return name
+
+
+def load_config(source: ModelSource, expected_model_types: Iterable[str]) -> Any:
+    """Read the checkpoint's config and check it is a model kind the engine can drive."""
+    from transformers import AutoConfig
+
+    location = check_model_location(source.model)
+    try:
+        config = AutoConfig.from_pretrained(
+            location,
+            revision=source.revision,
+            trust_remote_code=source.trust_remote_code,
+            local_files_only=offline_mode(source),
+        )
+    except Exception as exc:  # noqa: BLE001 - re-raised with the model named
+        hint = " (HF offline mode is on: the model must be in the local cache)" if offline_mode(source) else ""
+        if "trust_remote_code" in str(exc):
+            hint = " (this checkpoint ships its own modelling code: set trust_remote_code: true in the engine options)"
+        raise ModelLoadError(f"cannot load the config of model {source.model}{hint}: {exc}") from exc
+    expected = set(expected_model_types)
+    if config.model_type not in expected:
+        raise ModelLoadError(
+            f"model {source.model} is a {config.model_type!r} model; this engine drives {sorted(expected)}"
+        )
+    return config
+
+
+#: transformers auto class per ``model_type`` where it is not ``AutoModelForImageTextToText``:
+#: dots.ocr's remote code registers its model as a causal LM.
+AUTO_CLASS_BY_MODEL_TYPE = {"dots_ocr": "AutoModelForCausalLM"}
+
+
+def load_model_and_processor(
+    source: ModelSource,
+    expected_model_types: Iterable[str],
+    processor_kwargs: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
+    """Load model + processor from ``source`` (compressed checkpoints and adapters included), in eval mode."""
+    import transformers
+    from transformers import AutoProcessor
+
+    config = load_config(source, expected_model_types)
+    location = check_model_location(source.model)
+    common = dict(revision=source.revision, trust_remote_code=source.trust_remote_code, local_files_only=offline_mode(source))
+    model_kwargs = dict(
+        dtype=resolve_dtype(source.dtype),
+        attn_implementation=resolve_attention(source.attn_implementation),
+        device_map=resolve_device_map(source.device_map),
+    )
+    auto_class = getattr(transformers, AUTO_CLASS_BY_MODEL_TYPE.get(config.model_type, "AutoModelForImageTextToText"))
+    try:
+        if _is_compressed(location):
+            from compression.persistence import load_compressed
+
+            model = load_compressed(location, model_class=auto_class, **model_kwargs)
+        else:
+            model = auto_class.from_pretrained(location, config=config, **common, **model_kwargs)
+        processor = AutoProcessor.from_pretrained(location, **common, **(processor_kwargs or {}))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised with the model named
+        raise ModelLoadError(f"cannot load model {source.model}: {type(exc).__name__}: {exc}") from exc
+    if source.adapter:
+        model = attach_adapter(model, source)
+    model.eval()
+    return model, processor
+
+
+def attach_adapter(model: Any, source: ModelSource) -> Any:
+    """Put a PEFT LoRA adapter (for example one trained by this project) on the base model."""
+    try:
+        from peft import PeftModel
+    except ImportError as exc:  # pragma: no cover - peft is a dependency of the models extra
+        raise ModelLoadError("loading an adapter needs peft: pip install 'docvlm[models]'") from exc
+    location = check_model_location(source.adapter or "", what="adapter")
+    try:
+        model = PeftModel.from_pretrained(model, location, is_trainable=False, local_files_only=offline_mode(source))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load adapter {source.adapter} on model {source.model}: {exc}") from exc
+    return model.merge_and_unload() if source.merge_adapter else model
+
+
+def _is_compressed(location: str) -> bool:
+    if not Path(location).is_dir():
+        return False
+    try:
+        from compression.persistence import is_compressed_checkpoint
+    except ImportError:
+        return False
+    return is_compressed_checkpoint(location)
