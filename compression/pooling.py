@@ -1,0 +1,451 @@
+"""Image-token pooling for Qwen2.5-VL-architecture models: the language model sees fewer visual tokens.
+
+The vision tower is left alone (it still receives the original ``image_grid_thw``); its
+merged output tokens, which ``Qwen2_5_VisionTransformerPretrainedModel.forward`` returns
+in row-major ``(t, h/merge, w/merge)`` order once it has undone its window-attention
+permutation (``merged[argsort(window_index)]``), are pooled per image before they are
+scattered into the prompt:
+
+* ``avg`` / ``max``: spatial pooling by ``factor`` k on each frame's grid. A grid side
+  that k does not divide is padded up to the next multiple (ceil): the pooled grid is
+  ``(t, ceil(h_m/k), ceil(w_m/k))`` and an edge window averages (or maxes) only the real
+  tokens it covers, never the padding.
+* ``norm_drop``: keep the ``n_keep = max(1, ceil(keep_ratio * n))`` tokens of each image
+  (n = t*h_m*w_m) with the largest L2 norm, in their original order.
+
+Two things must then agree with the pooled features, or ``generate`` breaks:
+
+1. the prompt: ``pool_processor_inputs`` / ``PooledProcessor`` shrink each image's run
+   of ``<|image_pad|>`` tokens to the pooled count (and every other per-token tensor
+   along with it, padding side preserved);
+2. the M-RoPE position ids: ``apply_token_pooling`` wraps the model's
+   ``get_rope_index``. For avg/max it passes the pooled grid, in patch units
+   ``(t, ceil(h_m/k)*merge, ceil(w_m/k)*merge)``, so positions follow the pooled grid
+   and the text after an image advances by ``max(ceil(h_m/k), ceil(w_m/k))``. For
+   norm_drop each kept token keeps the position it has in the unpooled model: the
+   prompt is re-expanded to the full grid, the original ``get_rope_index`` runs on it,
+   and the kept tokens' (and the text tokens') positions are gathered back. The kept
+   indices depend on the features, so they come from the last ``get_image_features``
+   call on the same grids; in ``generate``, which computes positions before the forward
+   pass, the wrapper runs the vision tower itself and hands the result to the forward
+   pass (one vision pass, not two).
+
+The wrappers are instance attributes on the inner ``Qwen2_5_VLModel``;
+``remove_token_pooling`` deletes them and the class methods are back.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import torch
+from torch import nn
+
+PoolingMethod = Literal["avg", "max", "norm_drop"]
+_METHODS = ("avg", "max", "norm_drop")
+_HOOK_ATTR = "_token_pooling"
+
+
+@dataclass(frozen=True)
+class PoolingConfig:
+    """What to do with each image's visual tokens. ``factor=1`` (avg/max) and ``keep_ratio=1`` are the identity."""
+
+    factor: int = 1
+    method: PoolingMethod = "avg"
+    keep_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise ValueError(f"PoolingConfig.method must be one of {_METHODS}, got {self.method!r}")
+        if isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1:
+            raise ValueError(f"PoolingConfig.factor must be an integer >= 1, got {self.factor!r}")
+        if not isinstance(self.keep_ratio, (int, float)) or not 0.0 < float(self.keep_ratio) <= 1.0:
+            raise ValueError(f"PoolingConfig.keep_ratio must be in (0, 1], got {self.keep_ratio!r}")
+        if self.method == "norm_drop" and self.factor != 1:
+            raise ValueError(f"PoolingConfig: norm_drop selects tokens by keep_ratio; factor must stay 1, got {self.factor}")
+        if self.method != "norm_drop" and self.keep_ratio != 1.0:
+            raise ValueError(f"PoolingConfig: keep_ratio only applies to method='norm_drop', got {self.keep_ratio} with {self.method!r}")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.factor == 1 and self.keep_ratio == 1.0
+
+    def pooled_grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        """Merged-token grid (t, h_m, w_m) after avg/max pooling: ceil on each spatial side."""
+        k = self.factor
+        return t, -(-h // k), -(-w // k)
+
+    def pooled_count(self, t: int, h: int, w: int) -> int:
+        """How many tokens the LM sees for an image whose merged grid is (t, h_m, w_m)."""
+        if self.method == "norm_drop":
+            n = t * h * w
+            return max(1, min(n, math.ceil(self.keep_ratio * n - 1e-9)))
+        tp, hp, wp = self.pooled_grid(t, h, w)
+        return tp * hp * wp
+
+
+def merged_grids(image_grid_thw: torch.Tensor | Sequence[Sequence[int]], merge_size: int) -> list[tuple[int, int, int]]:
+    """Per-image merged-token grids ``(t, h/merge, w/merge)`` from the processor's patch grid."""
+    rows = image_grid_thw.tolist() if isinstance(image_grid_thw, torch.Tensor) else [list(r) for r in image_grid_thw]
+    return [(int(t), int(h) // merge_size, int(w) // merge_size) for t, h, w in rows]
+
+
+def pooled_token_counts(image_grid_thw: torch.Tensor | Sequence[Sequence[int]], config: PoolingConfig, merge_size: int) -> list[int]:
+    """Visual tokens the LM sees per image under ``config`` (see ``PoolingConfig.pooled_count``)."""
+    return [config.pooled_count(*grid) for grid in merged_grids(image_grid_thw, merge_size)]
+
+
+def pooled_image_grid_thw(image_grid_thw: torch.Tensor, config: PoolingConfig, merge_size: int) -> torch.Tensor:
+    """The grid, in patch units, that M-RoPE uses after avg/max pooling: ``(t, ceil(h_m/k)*merge, ceil(w_m/k)*merge)``."""
+    rows = [config.pooled_grid(*grid) for grid in merged_grids(image_grid_thw, merge_size)]
+    out = torch.tensor([[t, h * merge_size, w * merge_size] for t, h, w in rows], dtype=image_grid_thw.dtype)
+    return out.reshape(-1, 3).to(image_grid_thw.device)
+
+
+def pool_image_features(
+    features: torch.Tensor, grid: tuple[int, int, int], config: PoolingConfig
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pool one image's merged tokens ``(t*h_m*w_m, d)`` laid out row-major on ``grid``.
+
+    Returns the pooled tokens and, for norm_drop, the sorted indices of the kept tokens.
+    """
+    t, h, w = grid
+    if features.shape[0] != t * h * w:
+        raise ValueError(f"image features have {features.shape[0]} tokens but the merged grid {grid} holds {t * h * w}")
+    if config.is_identity:
+        return features, None
+    if config.method == "norm_drop":
+        n_keep = config.pooled_count(t, h, w)
+        scores = features.float().norm(dim=-1)
+        keep = torch.topk(scores, n_keep).indices.sort().values
+        return features[keep], keep
+    k, d = config.factor, features.shape[-1]
+    _, hp, wp = config.pooled_grid(t, h, w)
+    fill = 0.0 if config.method == "avg" else torch.finfo(features.dtype).min
+    padded = features.new_full((t, hp * k, wp * k, d), fill)
+    padded[:, :h, :w] = features.view(t, h, w, d)
+    blocks = padded.view(t, hp, k, wp, k, d)
+    if config.method == "max":
+        return blocks.amax(dim=(2, 4)).reshape(-1, d), None
+    counts = features.new_zeros((1, hp * k, wp * k, 1))
+    counts[:, :h, :w] = 1
+    counts = counts.view(1, hp, k, wp, k, 1).sum(dim=(2, 4))
+    return (blocks.sum(dim=(2, 4)) / counts).reshape(-1, d), None
+
+
+# --- the prompt side ---------------------------------------------------------------------
+
+
+def _image_runs(tokens: list[int], image_token_id: int) -> list[tuple[int, int]]:
+    """(start, length) of each contiguous run of image placeholder tokens."""
+    runs, start = [], None
+    for i, tok in enumerate(tokens + [None]):  # sentinel closes a trailing run
+        if tok == image_token_id and start is None:
+            start = i
+        elif tok != image_token_id and start is not None:
+            runs.append((start, i - start))
+            start = None
+    return runs
+
+
+def _padding_side(attention_mask: torch.Tensor, default: str) -> str:
+    if bool((attention_mask[:, 0] == 0).any()):
+        return "left"
+    if bool((attention_mask[:, -1] == 0).any()):
+        return "right"
+    return default
+
+
+def pool_processor_inputs(
+    inputs: Any,
+    config: PoolingConfig,
+    *,
+    merge_size: int,
+    image_token_id: int,
+    pad_token_id: int,
+    padding_side: str | None = None,
+) -> Any:
+    """Rewrite a processor batch so each image's placeholder run holds its pooled token count.
+
+    ``input_ids``, ``attention_mask`` and every other ``(batch, seq)`` tensor (such as
+    ``mm_token_type_ids``) are rebuilt; a run keeps its first ``pooled_count`` entries.
+    Rows are re-padded on the side the batch was padded on (``padding_side`` when given,
+    else detected from the mask, else left). ``pixel_values`` and ``image_grid_thw`` are
+    untouched: the vision tower must still see the original grid.
+    """
+    from transformers import BatchFeature
+
+    if "input_ids" not in inputs or not isinstance(inputs["input_ids"], torch.Tensor):
+        raise ValueError("pool_processor_inputs: inputs need an 'input_ids' tensor (call the processor with return_tensors='pt')")
+    data = dict(inputs.items())
+    grid = data.get("image_grid_thw")
+    if grid is None or config.is_identity:
+        return BatchFeature(data=data)
+    input_ids = data["input_ids"]
+    if input_ids.dim() != 2:
+        raise ValueError(f"pool_processor_inputs: input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}")
+    mask = data.get("attention_mask")
+    if mask is None:
+        mask = torch.ones_like(input_ids)
+    full = [t * h * w for t, h, w in merged_grids(grid, merge_size)]
+    pooled = pooled_token_counts(grid, config, merge_size)
+    per_token = [k for k, v in data.items() if isinstance(v, torch.Tensor) and k != "attention_mask" and v.shape == input_ids.shape]
+
+    image, kept_rows = 0, []
+    for b in range(input_ids.shape[0]):
+        valid = mask[b].nonzero().flatten()
+        tokens = input_ids[b, valid].tolist()
+        keep = torch.ones(len(tokens), dtype=torch.bool)
+        for start, length in _image_runs(tokens, image_token_id):
+            if image >= len(full):
+                raise ValueError(f"input_ids row {b} has more image placeholder runs than image_grid_thw has images ({len(full)})")
+            if length != full[image]:
+                raise ValueError(
+                    f"input_ids row {b}: image {image} has {length} placeholder tokens but image_grid_thw {grid[image].tolist()} "
+                    f"with merge {merge_size} gives {full[image]} (already pooled, or a mismatched grid?)"
+                )
+            keep[start + pooled[image] : start + length] = False
+            image += 1
+        kept_rows.append(valid[keep])
+    if image != len(full):
+        raise ValueError(f"input_ids hold {image} image placeholder runs but image_grid_thw has {len(full)} images")
+
+    side = padding_side or _padding_side(mask, "left")
+    if side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+    length = max(len(r) for r in kept_rows)
+    new_mask = torch.zeros((len(kept_rows), length), dtype=mask.dtype, device=mask.device)
+    rebuilt = {k: torch.full((len(kept_rows), length), pad_token_id if k == "input_ids" else 0, dtype=data[k].dtype, device=data[k].device) for k in per_token}
+    for b, rows in enumerate(kept_rows):
+        cols = slice(length - len(rows), length) if side == "left" else slice(0, len(rows))
+        new_mask[b, cols] = 1
+        for k in per_token:
+            rebuilt[k][b, cols] = data[k][b, rows]
+    data.update(rebuilt)
+    if "attention_mask" in data:
+        data["attention_mask"] = new_mask
+    return BatchFeature(data=data)
+
+
+def visual_token_count(inputs: Any, image_token_id: int) -> int:
+    """Image placeholder tokens the LM will see in a (pooled or not) processor batch, padding excluded."""
+    ids = inputs["input_ids"]
+    mask = inputs.get("attention_mask") if hasattr(inputs, "get") else None
+    hits = ids == image_token_id
+    if mask is not None:
+        hits &= mask.bool()
+    return int(hits.sum())
+
+
+class PooledProcessor:
+    """A processor wrapper whose ``__call__`` returns prompts rewritten for ``config``; everything else is delegated."""
+
+    def __init__(self, processor: Any, config: PoolingConfig):
+        self.processor, self.config = processor, config
+        image_processor = getattr(processor, "image_processor", None)
+        if image_processor is None or not hasattr(image_processor, "merge_size"):
+            raise ValueError(f"PooledProcessor needs a Qwen2-VL-style processor with image_processor.merge_size, got {type(processor).__name__}")
+        tokenizer = processor.tokenizer
+        self.merge_size = int(image_processor.merge_size)
+        self.image_token_id = getattr(processor, "image_token_id", None) or tokenizer.convert_tokens_to_ids(processor.image_token)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        inputs = self.processor(*args, **kwargs)
+        side = kwargs.get("padding_side")
+        return pool_processor_inputs(
+            inputs, self.config, merge_size=self.merge_size, image_token_id=self.image_token_id, pad_token_id=self.pad_token_id, padding_side=side
+        )
+
+    def visual_token_count(self, inputs: Any) -> int:
+        return visual_token_count(inputs, self.image_token_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["processor"], name)
+
+
+# --- the model side ----------------------------------------------------------------------
+
+
+def _inner_model(model: nn.Module) -> nn.Module:
+    inner = model.model if hasattr(model, "model") and hasattr(model.model, "visual") else model
+    for name in ("visual", "get_image_features", "get_rope_index"):
+        if not hasattr(inner, name):
+            raise TypeError(f"token pooling needs a Qwen2.5-VL-architecture model (with {name!r}), got {type(model).__name__}")
+    return inner
+
+
+class _TokenPooling:
+    """State of the installed wrappers: config, original methods, the kept indices of the last vision pass."""
+
+    def __init__(self, inner: nn.Module, config: PoolingConfig):
+        self.config = config
+        self.merge_size = int(inner.config.vision_config.spatial_merge_size)
+        self.image_token_id = int(inner.config.image_token_id)
+        self.original_image_features = inner.get_image_features  # bound class methods
+        self.original_rope_index = inner.get_rope_index
+        self.last_keep: tuple[list[list[int]], list[torch.Tensor]] | None = None  # (grid, kept indices per image)
+        self._pending: tuple[Any, tuple, Any] | None = None  # (weakref to pixel_values, key, pooled output)
+
+    # The vision side.
+    def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        return_dict = kwargs.pop("return_dict", True)
+        out = self._take_pending(pixel_values, image_grid_thw)
+        if out is None:
+            out = self.original_image_features(pixel_values, image_grid_thw, return_dict=True, **kwargs)
+            if image_grid_thw is None:
+                raise ValueError("token pooling needs image_grid_thw to lay the visual tokens out on their grid")
+            grids = merged_grids(image_grid_thw, self.merge_size)
+            pooled, keeps = [], []
+            for features, grid in zip(out.pooler_output, grids):
+                p, keep = pool_image_features(features, grid, self.config)
+                pooled.append(p)
+                keeps.append(keep)
+            out.pooler_output = tuple(pooled)
+            if self.config.method == "norm_drop":
+                self.last_keep = (image_grid_thw.tolist(), keeps)
+        return out if return_dict else out.to_tuple()
+
+    def _key(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None) -> tuple:
+        grid = None if image_grid_thw is None else tuple(map(tuple, image_grid_thw.tolist()))
+        return (pixel_values.data_ptr(), pixel_values._version, tuple(pixel_values.shape), grid)
+
+    def _take_pending(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None) -> Any:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        ref, key, out = pending
+        return out if ref() is pixel_values and key == self._key(pixel_values, image_grid_thw) else None
+
+    # The position side.
+    def get_rope_index(
+        self,
+        input_ids: torch.Tensor,
+        mm_token_type_ids: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
+        second_per_grid_ts: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rest = dict(video_grid_thw=video_grid_thw, second_per_grid_ts=second_per_grid_ts, **kwargs)
+        if image_grid_thw is None or self.config.is_identity:
+            return self.original_rope_index(
+                input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw, attention_mask=attention_mask, **rest
+            )
+        self._check_placeholders(input_ids, attention_mask, image_grid_thw)
+        if self.config.method != "norm_drop":
+            grid = pooled_image_grid_thw(image_grid_thw, self.config, self.merge_size)
+            return self.original_rope_index(input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=grid, attention_mask=attention_mask, **rest)
+        keeps = self._kept_indices(image_grid_thw, kwargs.get("pixel_values"))
+        return self._norm_drop_rope_index(input_ids, mm_token_type_ids, image_grid_thw, attention_mask, keeps, rest)
+
+    def _check_placeholders(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, image_grid_thw: torch.Tensor) -> None:
+        hits = input_ids == self.image_token_id
+        if attention_mask is not None:
+            hits &= attention_mask.bool()
+        expected = sum(pooled_token_counts(image_grid_thw, self.config, self.merge_size))
+        if int(hits.sum()) != expected:
+            raise ValueError(
+                f"input_ids hold {int(hits.sum())} image placeholder tokens but pooling {self.config} gives {expected} for "
+                f"image_grid_thw {image_grid_thw.tolist()}: build the prompt with PooledProcessor or pool_processor_inputs"
+            )
+
+    def _kept_indices(self, image_grid_thw: torch.Tensor, pixel_values: torch.Tensor | None) -> list[torch.Tensor]:
+        if pixel_values is not None:  # generate: positions come before the forward pass, so run the tower now
+            out = self.get_image_features(pixel_values, image_grid_thw)
+            self._pending = (weakref.ref(pixel_values), self._key(pixel_values, image_grid_thw), out)
+        if self.last_keep is None or self.last_keep[0] != image_grid_thw.tolist():
+            raise ValueError(
+                "norm_drop pooling places kept tokens at their original grid positions, which needs the kept indices of a "
+                f"vision pass over image_grid_thw {image_grid_thw.tolist()}: call get_image_features (or forward) on these images first"
+            )
+        return self.last_keep[1]
+
+    def _norm_drop_rope_index(
+        self,
+        input_ids: torch.Tensor,
+        mm_token_type_ids: torch.Tensor,
+        image_grid_thw: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        keeps: list[torch.Tensor],
+        rest: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the original M-RoPE on the re-expanded prompt and gather the kept tokens' positions."""
+        full = [t * h * w for t, h, w in merged_grids(image_grid_thw, self.merge_size)]
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        rows, image = [], 0
+        for b in range(input_ids.shape[0]):
+            valid = mask[b].bool()
+            ids, types = input_ids[b, valid].tolist(), mm_token_type_ids[b, valid].tolist()
+            new_ids, new_types, gather, pos = [], [], [], 0
+            runs = {start: length for start, length in _image_runs(ids, self.image_token_id)}
+            while pos < len(ids):
+                if pos in runs:
+                    keep = keeps[image].tolist()
+                    if len(keep) != runs[pos]:
+                        raise ValueError(f"input_ids row {b}: image {image} has {runs[pos]} placeholders but norm_drop kept {len(keep)} tokens")
+                    base = len(new_ids)
+                    new_ids += [self.image_token_id] * full[image]
+                    new_types += [types[pos]] * full[image]
+                    gather += [base + i for i in keep]
+                    pos += runs[pos]
+                    image += 1
+                else:
+                    gather.append(len(new_ids))
+                    new_ids.append(ids[pos])
+                    new_types.append(types[pos])
+                    pos += 1
+            rows.append((valid, new_ids, new_types, gather))
+        length = max(len(r[1]) for r in rows)
+        device = input_ids.device
+        exp_ids = torch.zeros((len(rows), length), dtype=input_ids.dtype, device=device)
+        exp_types = torch.zeros((len(rows), length), dtype=mm_token_type_ids.dtype, device=device)
+        exp_mask = torch.zeros((len(rows), length), dtype=mask.dtype, device=device)
+        for b, (_, ids, types, _) in enumerate(rows):
+            exp_ids[b, : len(ids)] = torch.tensor(ids, dtype=input_ids.dtype)
+            exp_types[b, : len(ids)] = torch.tensor(types, dtype=mm_token_type_ids.dtype)
+            exp_mask[b, : len(ids)] = 1
+        exp_pos, _ = self.original_rope_index(exp_ids, mm_token_type_ids=exp_types, image_grid_thw=image_grid_thw, attention_mask=exp_mask, **rest)
+        position_ids = torch.zeros((3, *input_ids.shape), dtype=exp_pos.dtype, device=device)
+        deltas = []
+        for b, (valid, _, _, gather) in enumerate(rows):
+            kept = exp_pos[:, b, torch.tensor(gather, dtype=torch.long, device=device)]
+            position_ids[:, b, valid] = kept
+            deltas.append(kept.max() + 1 - len(gather))
+        return position_ids, torch.stack(deltas).reshape(-1, 1).to(device)
+
+
+def apply_token_pooling(model: nn.Module, config: PoolingConfig) -> nn.Module:
+    """Install pooling on a Qwen2.5-VL model (the ForConditionalGeneration or its inner model), in place.
+
+    Prompts must then come from ``PooledProcessor`` / ``pool_processor_inputs`` with the
+    same config. Re-applying replaces the previous config. Returns ``model``.
+    """
+    inner = _inner_model(model)
+    remove_token_pooling(model)
+    hook = _TokenPooling(inner, config)
+    setattr(inner, _HOOK_ATTR, hook)
+    inner.get_image_features = hook.get_image_features
+    inner.get_rope_index = hook.get_rope_index
+    return model
+
+
+def remove_token_pooling(model: nn.Module) -> bool:
+    """Undo ``apply_token_pooling``; returns whether pooling was installed."""
+    inner = _inner_model(model)
+    if getattr(inner, _HOOK_ATTR, None) is None:
+        return False
+    for name in ("get_image_features", "get_rope_index", _HOOK_ATTR):
+        inner.__dict__.pop(name, None)
+    inner.rope_deltas = None
+    return True
+
+
+def token_pooling_config(model: nn.Module) -> PoolingConfig | None:
+    """The installed pooling config, or None."""
+    hook = getattr(_inner_model(model), _HOOK_ATTR, None)
+    return None if hook is None else hook.config
