@@ -28,6 +28,7 @@ def _ray(*args: str, env: dict, check: bool = True, timeout: int = 300) -> subpr
 def head(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("head")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # jobs' `python` is this environment's
     env["HOME"] = str(tmp_path / "home")  # the token goes to $HOME/.ray/auth_token, not the user's
     env["RAY_AUTH_MODE"] = "token"  # clients (ray job submit) only send the token in token mode
     generated = _ray("get-auth-token", "--generate", env=env)
@@ -70,3 +71,20 @@ def test_job_submit_without_the_token_is_refused(head, tmp_path, token):
     assert result.returncode != 0
     assert "unauthorized" in output or "authentication" in output
     assert "succeeded" not in output
+
+
+def test_rayjob_manifest_entrypoint_runs_via_ray_job_submit(head, tmp_path, samples_dir):
+    """The KubeRay RayJob's entrypoint, with /shared pointing at a local folder, runs against a real cluster."""
+    import shlex
+
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "cluster" / "kuberay" / "rayjob-ocr.yaml").read_text())
+    entrypoint = manifest["spec"]["entrypoint"].replace("/shared", str(tmp_path))
+    (tmp_path / "pdfs").mkdir()
+    shutil.copy(samples_dir / "report.pdf", tmp_path / "pdfs" / "report.pdf")
+    result = _ray("job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", ".", "--",
+                  *shlex.split(entrypoint), "--set", "ocr.layout.pool.concurrency=[1,1]", env=head, timeout=600)
+    assert "succeeded" in (result.stdout + result.stderr).lower()
+    report = json.loads((tmp_path / "ocr-out" / "report.pdf.json").read_text())
+    assert report["pages_failed"] == 0 and "Quarterly Field Report" in json.dumps(report)
