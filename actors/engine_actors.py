@@ -8,9 +8,11 @@ of failing the block), encode the results.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import pickle
 import time
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -18,32 +20,60 @@ from actors.rows import add_error, add_timing, batch_to_rows, has_error, rows_to
 from actors.stages import page_image
 from engines.base import PageImage, PageMeta
 from engines.registry import build_engine, close_engine
-from engines.retry import run_isolating_failures
+from engines.retry import EngineTimeout, run_isolating_failures, with_timeout
+
+log = logging.getLogger(__name__)
 
 
-class LayoutActor:
-    """Hosts a layout engine (pymupdf, dots, ...) chosen by name."""
+class EngineHost:
+    """Loads an engine once and runs it with per-page isolation and an optional per-page time limit.
 
-    def __init__(self, engine: str, options: dict[str, Any], retries: int):
-        self.engine = build_engine(engine, "layout", options)
+    After a timeout the engine's thread may still be stuck (a hung kernel, a deadlock):
+    the batch in hand is answered (the hung page becomes an error record), and the next
+    batch makes the actor process exit first, so Ray restarts it with a fresh engine
+    and retries that batch on it (Ray Data's actors restart and retry without limit).
+    """
+
+    kind = "layout"
+
+    def __init__(self, engine: str, options: dict[str, Any], retries: int, page_timeout_s: float | None = None):
+        self.engine = build_engine(engine, self.kind, options)
         self.retries = retries
+        self.page_timeout_s = page_timeout_s
+        self.poisoned = False
+
+    def run(self, call: Callable[[Sequence[Any]], Sequence[Any]], items: Sequence[Any]) -> list[Any]:
+        if self.poisoned:
+            log.warning("%s engine hung on an earlier batch; restarting this actor", self.kind)
+            os._exit(1)  # noqa: SLF001 - the only way to free a stuck thread (and its GPU memory)
+        timed = with_timeout(call, self.page_timeout_s, on_timeout=self._poison)
+        return run_isolating_failures(timed, items, self.retries)
+
+    def _poison(self) -> None:
+        self.poisoned = True
 
     def __del__(self) -> None:
-        close_engine(self.engine)
+        close_engine(getattr(self, "engine", None))
+
+
+class LayoutActor(EngineHost):
+    """Hosts a layout engine (pymupdf, dots, ...) chosen by name."""
+
+    kind = "layout"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         rows = batch_to_rows(batch)
         todo = [row for row in rows if not has_error(row) and int(row["page_number"]) > 0]
         pages = [PageImage(image=page_image(row), meta=_meta(row)) for row in todo]
         started = time.perf_counter()
-        outcomes = run_isolating_failures(self.engine.layout, pages, self.retries)
+        outcomes = self.run(self.engine.layout, pages)
         per_page = (time.perf_counter() - started) / max(1, len(todo))
         for row, outcome in zip(todo, outcomes):
             row["engine_layout"] = self.engine.name
             add_timing(row, "layout", per_page)
             if outcome.failure:
                 failure = outcome.failure
-                add_error(row, "engine_error", f"{failure.kind}: {failure.message}", "layout", failure.attempts)
+                add_error(row, _error_kind(failure.kind), f"{failure.kind}: {failure.message}", "layout", failure.attempts)
                 continue
             layout = outcome.result
             if layout.error:  # partly read: keep what was read, record the failure
@@ -58,15 +88,10 @@ class LayoutActor:
         return rows_to_batch(rows)
 
 
-class PictureOCRActor:
+class PictureOCRActor(EngineHost):
     """Hosts a picture-OCR engine (rapidocr, gemma, ...) and reads every crop of a batch in one call."""
 
-    def __init__(self, engine: str, options: dict[str, Any], retries: int):
-        self.engine = build_engine(engine, "picture", options)
-        self.retries = retries
-
-    def __del__(self) -> None:
-        close_engine(self.engine)
+    kind = "picture"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         rows = batch_to_rows(batch)
@@ -76,13 +101,13 @@ class PictureOCRActor:
                 for region_id, bbox, image in pickle.loads(row["crops"]):
                     jobs.append((row, region_id, bbox, image))
         started = time.perf_counter()
-        outcomes = run_isolating_failures(self.engine.recognize, [job[3] for job in jobs], self.retries)
+        outcomes = self.run(self.engine.recognize, [job[3] for job in jobs])
         elapsed = time.perf_counter() - started
         results: dict[int, list[dict[str, Any]]] = {}
         for (row, region_id, bbox, _), outcome in zip(jobs, outcomes):
             if outcome.failure:
                 failure = outcome.failure
-                add_error(row, "engine_error", f"picture region {region_id}: {failure.kind}: {failure.message}", "picture", failure.attempts)
+                add_error(row, _error_kind(failure.kind), f"picture region {region_id}: {failure.kind}: {failure.message}", "picture", failure.attempts)
                 continue
             results.setdefault(id(row), []).append({"region_id": int(region_id), "bbox": [float(v) for v in bbox], "text": outcome.result})
         for row in rows:
@@ -94,6 +119,10 @@ class PictureOCRActor:
                 share = sum(1 for job in jobs if job[0] is row) / max(1, len(jobs))
                 add_timing(row, "picture", elapsed * share)
         return rows_to_batch(rows)
+
+
+def _error_kind(exception_name: str) -> str:
+    return "engine_timeout" if exception_name == EngineTimeout.__name__ else "engine_error"
 
 
 def _meta(row: dict[str, Any]) -> PageMeta:

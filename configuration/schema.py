@@ -148,6 +148,10 @@ class OCRConfig(Strict):
     picture: PictureConfig = Field(default_factory=PictureConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     retries: int = Field(1, ge=0, le=5, description="extra attempts for a page whose engine raised")
+    page_timeout_s: float | None = Field(
+        None, gt=0, description="seconds an engine may take per page (per crop for picture OCR) before the page "
+        "becomes an error record and the actor is replaced; null: no limit"
+    )
     split_num_cpus: float = Field(
         0.25, gt=0, description="logical CPUs per read/split/crop/assemble task (kept small so actors cannot starve them)"
     )

@@ -7,9 +7,14 @@ placeholder followed by the text picture OCR read in them.
 
 from __future__ import annotations
 
+import re
+
 from documents.report import DocumentReport, PageRecord
 
 _SKIPPED = {"Page-header", "Page-footer"}
+# DOTS already writes Markdown ("# Title", "- item"); strip its marker so ours is not doubled.
+_HEADING_MARK = re.compile(r"^#{1,6}\s+")
+_LIST_MARK = re.compile(r"^[-*+•]\s+")
 
 
 def page_markdown(page: PageRecord) -> str:
@@ -21,11 +26,11 @@ def page_markdown(page: PageRecord) -> str:
         if category in _SKIPPED:
             continue
         if category == "Title":
-            blocks.append(f"# {text}")
+            blocks.append(f"# {_HEADING_MARK.sub('', text)}")
         elif category == "Section-header":
-            blocks.append(f"## {text}")
+            blocks.append(f"## {_HEADING_MARK.sub('', text)}")
         elif category == "List-item":
-            blocks.append(f"- {text}")
+            blocks.append(f"- {_LIST_MARK.sub('', text)}")
         elif category == "Formula":
             blocks.append(f"$$\n{text}\n$$" if not text.startswith("$") else text)
         elif category == "Caption":

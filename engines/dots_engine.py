@@ -51,6 +51,8 @@ class DotsOptions(GenerativeEngineOptions):
     def _grounding(self) -> "DotsOptions":
         if self.prompt_mode == "grounding_ocr" and self.grounding_bbox is None:
             raise ValueError("prompt_mode grounding_ocr needs grounding_bbox: [x0, y0, x1, y1] in page pixels")
+        if self.prompt_mode != "grounding_ocr" and self.grounding_bbox is not None:
+            raise ValueError(f"grounding_bbox is only used with prompt_mode grounding_ocr, not {self.prompt_mode}")
         return self
 
 
@@ -105,6 +107,8 @@ class DotsLayoutEngine:
                 info["raw_output"] = output.text
             return PageLayout(elements=elements, info=info, error=error)
         parsed = parse_layout(output.text, model_size, page_size, mode=self.options.prompt_mode)
+        if parsed.notes:  # dropped boxes, unknown categories: visible in the report
+            info["parse_notes"] = parsed.notes
         error = None
         if output.truncated or not parsed.complete:
             kind = "truncated_output" if output.truncated else "invalid_output"

@@ -2,7 +2,9 @@
 
 Entries are import paths, not imports, so that loading the config stays cheap and an
 engine whose heavy dependencies (torch, vLLM) are absent only fails when it is chosen.
-Later engines (DOTS, Gemma) register here with one line each.
+Engines register here with one entry each; a name of the form ``package.module:Class``
+loads a plug-in engine from the user's own code (its options model is ``Class.Options``
+when it has one).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 EngineKind = Literal["layout", "picture"]
 
@@ -62,23 +64,39 @@ def engine_names(kind: EngineKind) -> list[str]:
 
 
 def get_spec(name: str, kind: EngineKind) -> EngineSpec:
+    if ":" in name:  # a plug-in engine by import path, "package.module:Class"
+        return EngineSpec(kind, name, "", f"plug-in engine {name}")
     spec = ENGINES.get(name)
     if spec is None or spec.kind != kind:
         raise ValueError(f"unknown {kind} engine {name!r}; choose one of {engine_names(kind)}")
     return spec
 
 
+class PluginOptions(BaseModel):
+    """Options of a plug-in engine without an ``Options`` model: passed through as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _options_model(spec: EngineSpec) -> type[BaseModel]:
+    if spec.options:
+        return _load(spec.options)
+    try:
+        engine_class = _load(spec.engine)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot import plug-in engine {spec.engine!r}: {exc}") from exc
+    return getattr(engine_class, "Options", PluginOptions)
+
+
 def validate_options(name: str, kind: EngineKind, options: dict[str, Any]) -> dict[str, Any]:
     """Validate engine options against the engine's own pydantic model; returns them with defaults filled."""
-    model: type[BaseModel] = _load(get_spec(name, kind).options)
-    return model.model_validate(options).model_dump(mode="json")
+    return _options_model(get_spec(name, kind)).model_validate(options).model_dump(mode="json")
 
 
 def build_engine(name: str, kind: EngineKind, options: dict[str, Any]) -> Any:
     """Construct an engine (this is where its model loads)."""
     spec = get_spec(name, kind)
-    options_model: type[BaseModel] = _load(spec.options)
-    return _load(spec.engine)(options_model.model_validate(options))
+    return _load(spec.engine)(_options_model(spec).model_validate(options))
 
 
 def close_engine(engine: Any) -> None:

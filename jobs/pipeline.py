@@ -87,7 +87,7 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
     ds = ds.flat_map(split_document, fn_kwargs={"limits": limits}, num_cpus=cpu)
     ds = ds.map_batches(
         LayoutActor,
-        fn_constructor_kwargs={"engine": ocr.layout.engine, "options": ocr.layout.options, "retries": ocr.retries},
+        fn_constructor_kwargs={"engine": ocr.layout.engine, "options": ocr.layout.options, "retries": ocr.retries, "page_timeout_s": ocr.page_timeout_s},
         **_pool_args(ocr.layout.pool),
     )
     crop = ocr.picture.crop.model_dump()
@@ -97,7 +97,7 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
     if ocr.picture.enabled:
         ds = ds.map_batches(
             PictureOCRActor,
-            fn_constructor_kwargs={"engine": ocr.picture.engine, "options": ocr.picture.options, "retries": ocr.retries},
+            fn_constructor_kwargs={"engine": ocr.picture.engine, "options": ocr.picture.options, "retries": ocr.retries, "page_timeout_s": ocr.page_timeout_s},
             **_pool_args(ocr.picture.pool),
         )
     return ds.map(assemble_page, num_cpus=cpu)

@@ -27,7 +27,8 @@ def test_batch_failure_isolates_the_bad_item():
     outcomes = run_isolating_failures(call, ["a", "bad", "c"], retries=1)
     assert [o.result for o in outcomes] == ["A", None, "C"]
     assert outcomes[1].failure.kind == "ValueError" and outcomes[1].attempts == 2
-    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    # the failed batch is not an attempt of each item: "bad" gets 1 + retries attempts alone
+    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["bad"], ["c"]]
 
 
 def test_flaky_item_succeeds_on_retry():
