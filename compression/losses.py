@@ -1,21 +1,28 @@
-"""Distillation losses that recover a compressed student from its original teacher (PELA).
+"""Distillation losses that recover a low-rank student from its dense teacher (PELA).
 
-* ``hidden_state_mse``: per-block hidden states of student and teacher, MSE averaged over
-  blocks: feature distillation, which PELA found recovers more than logits alone;
-* ``logit_kl``: KL(teacher ‖ student) of temperature-softened distributions, times T²
-  so its gradient scale does not shrink with the temperature;
-* ``weight_perturbation``: PELA's regulariser, mean over low-rank layers of
-  ``(‖up·down − W‖∞ − ε)²``, which keeps the factors close to the original weight.
-  ``‖·‖∞`` is the largest absolute entry of the difference. The original weight is the
-  non-persistent ``original_weight`` buffer that ``compress(..., keep_original=True)``
-  stores (not written to checkpoints).
+* ``hidden_state_mse``: MSE between student and teacher hidden states, averaged over the
+  blocks (PELA's feature distillation, ``L_fm`` in its code, which recovers more than
+  logits alone). With ``output_hidden_states=True`` a Qwen2.5-VL returns the language
+  model's input embeddings and every block's output; entry 0 is kept by default, since
+  at image positions it is the (compressed) vision tower's output.
+* ``logit_kl``: KL(teacher ‖ student) of temperature-softened next-token distributions,
+  times T² so the gradient scale does not shrink with the temperature (Hinton et al.).
+  PELA's classification code uses an MSE on logits; a KL is the usual choice for a
+  generative language model.
+* ``weight_perturbation``: PELA's regulariser, the mean over low-rank layers of
+  ``(‖up·down − W‖∞ − ε)²``, which keeps every factored layer close to the weight it
+  replaced. As in PELA's code (``torch.norm(rebuild - W, float('inf'))`` on the matrix,
+  which flattens it) ``‖·‖∞`` is the largest absolute entry, not the matrix ∞-norm.
 
-Each has a weight in ``DistillationWeights`` (the training config embeds it).
+Where ``W`` comes from: ``compress(..., keep_original=True)`` stores it on each
+``LowRankLinear`` as the non-persistent buffer ``original_weight`` (in memory only, never
+in a checkpoint). A student loaded from a compressed checkpoint has no such buffer; pass
+``reference=`` (the teacher model, or a dict of dense weights by layer name) instead.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,68 +33,117 @@ from compression.lowrank import low_rank_layers
 
 
 class DistillationWeights(BaseModel):
+    """Loss weights and knobs; defaults from PELA's code where it has one."""
+
     model_config = ConfigDict(extra="forbid")
 
-    hidden_mse: float = Field(1.0, ge=0, description="weight of the per-block hidden-state MSE")
-    logit_kl: float = Field(1.0, ge=0, description="weight of the KL divergence on logits")
-    weight_perturbation: float = Field(0.1, ge=0, description="weight of PELA's weight-perturbation regulariser")
-    temperature: float = Field(2.0, gt=0, description="softmax temperature of the logit KL")
-    epsilon: float = Field(0.0, ge=0, description="tolerance of the weight-perturbation regulariser")
+    hidden_mse: float = Field(1.0, ge=0, description="per-block hidden-state MSE (PELA DeiT: kd_alpha=1)")
+    logit_kl: float = Field(1.0, ge=0, description="KL(teacher||student) on the logits")
+    weight_perturbation: float = Field(1.0, ge=0, description="PELA's weight-perturbation regulariser (PELA ALBEF: weight 1)")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature of the logit KL (DeiT distillation tau: 1)")
+    epsilon: float = Field(1e-3, ge=0, description="tolerance of the weight-perturbation regulariser (PELA inf_norm_eps: 1e-3)")
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over positions (all leading dims but the last), counting only mask==1 positions."""
+    """Mean over the last dim, then over positions where ``mask`` (batch x seq) is 1."""
     per_position = values.mean(-1)
     if mask is None:
         return per_position.mean()
-    weights = mask.to(per_position.dtype)
+    weights = mask.to(device=per_position.device, dtype=per_position.dtype)
+    if weights.shape != per_position.shape:
+        raise ValueError(f"attention mask of shape {tuple(mask.shape)} does not fit values of shape {tuple(values.shape)}")
     return (per_position * weights).sum() / weights.sum().clamp_min(1)
 
 
 def hidden_state_mse(
-    student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor], attention_mask: torch.Tensor | None = None
+    student_hidden: Sequence[torch.Tensor],
+    teacher_hidden: Sequence[torch.Tensor],
+    layers: Sequence[int] | None = None,
+    attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over blocks of the MSE between hidden states (tuples from ``output_hidden_states=True``)."""
+    """Mean over blocks (all, or the indices in ``layers``) of the MSE between hidden states.
+
+    ``attention_mask`` (batch x seq) leaves padding positions out.
+    """
     if len(student_hidden) != len(teacher_hidden):
         raise ValueError(f"student has {len(student_hidden)} hidden states, teacher {len(teacher_hidden)}")
-    losses = [_masked_mean((s.float() - t.float().detach()) ** 2, attention_mask) for s, t in zip(student_hidden, teacher_hidden)]
-    return torch.stack(losses).mean()
+    indices = range(len(student_hidden)) if layers is None else layers
+    losses = [
+        _masked_mean((student_hidden[i].float() - teacher_hidden[i].detach().float().to(student_hidden[i].device)) ** 2, attention_mask)
+        for i in indices
+    ]
+    if not losses:
+        raise ValueError("no hidden states to compare")
+    return torch.stack([loss.to(losses[0].device) for loss in losses]).mean()
 
 
 def logit_kl(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, attention_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """KL(teacher ‖ student) per position over the vocabulary, temperature-softened, times T²."""
+    """KL(teacher ‖ student) per position over the vocabulary at ``temperature``, times T², mean over positions."""
     student = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    teacher = F.log_softmax(teacher_logits.float().detach() / temperature, dim=-1)
-    per_token = (teacher.exp() * (teacher - student)).sum(-1, keepdim=True)
-    return _masked_mean(per_token, attention_mask) * temperature**2
+    teacher = F.log_softmax(teacher_logits.detach().float().to(student.device) / temperature, dim=-1)
+    per_position = F.kl_div(student, teacher, reduction="none", log_target=True).sum(-1, keepdim=True)
+    return _masked_mean(per_position, attention_mask) * temperature**2
 
 
-def weight_perturbation(model: nn.Module, epsilon: float = 0.0) -> torch.Tensor:
-    """Mean over ``LowRankLinear`` layers of (‖up·down − W‖∞ − ε)²; W from their ``original_weight`` buffer."""
+def weight_perturbation(model: nn.Module, epsilon: float = 1e-3, reference: nn.Module | Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Mean over ``LowRankLinear`` layers of ``(max |up·down − W| − ε)²`` (PELA).
+
+    ``W``: ``reference`` (the dense teacher, whose module of the same name holds it, or a
+    dict name -> weight) when given, else each layer's ``original_weight`` buffer.
+    """
     terms = []
     for name, layer in low_rank_layers(model).items():
-        original = getattr(layer, "original_weight", None)
-        if original is None:
-            raise ValueError(f"layer {name} has no original_weight: compress with keep_original=True to use this regulariser")
-        deviation = (layer.reconstructed_weight().float() - original.float()).abs().max()
+        original = _original_weight(name, layer, reference)
+        deviation = (layer.reconstructed_weight().float() - original.detach().float().to(layer.up.weight.device)).abs().max()
         terms.append((deviation - epsilon) ** 2)
     if not terms:
         raise ValueError("model has no LowRankLinear layers")
-    return torch.stack(terms).mean()
+    return torch.stack([term.to(terms[0].device) for term in terms]).mean()
+
+
+def _original_weight(name: str, layer: nn.Module, reference: nn.Module | Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+    if reference is None:
+        original = getattr(layer, "original_weight", None)
+        if original is None:
+            raise ValueError(f"layer {name} has no original_weight: compress with keep_original=True, or pass reference=teacher")
+        return original
+    if isinstance(reference, nn.Module):
+        try:
+            return reference.get_submodule(name).weight
+        except AttributeError:
+            raise ValueError(f"reference model has no dense layer {name}") from None
+    if name not in reference:
+        raise ValueError(f"reference weights have no entry {name}")
+    return reference[name]
 
 
 def distillation_loss(
-    student_out: Any, teacher_out: Any, model: nn.Module, weights: DistillationWeights, attention_mask: torch.Tensor | None = None
+    student_out: Any,
+    teacher_out: Any,
+    model: nn.Module,
+    weights: DistillationWeights | None = None,
+    attention_mask: torch.Tensor | None = None,
+    reference: nn.Module | Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the three losses from model outputs (with hidden states and logits); parts for logging."""
+    """Weighted sum of the three losses, and each part as a float for logging.
+
+    ``student_out``/``teacher_out``: model outputs with ``logits`` and (for the hidden
+    MSE) ``hidden_states``; ``model`` is the student; parts with weight 0 are not computed.
+    """
+    weights = weights or DistillationWeights()
     parts: dict[str, torch.Tensor] = {}
     if weights.hidden_mse:
-        parts["hidden_mse"] = hidden_state_mse(student_out.hidden_states, teacher_out.hidden_states, attention_mask)
+        if student_out.hidden_states is None or teacher_out.hidden_states is None:
+            raise ValueError("hidden_mse needs outputs computed with output_hidden_states=True")
+        parts["hidden_mse"] = hidden_state_mse(student_out.hidden_states, teacher_out.hidden_states, attention_mask=attention_mask)
     if weights.logit_kl:
         parts["logit_kl"] = logit_kl(student_out.logits, teacher_out.logits, weights.temperature, attention_mask)
     if weights.weight_perturbation:
-        parts["weight_perturbation"] = weight_perturbation(model, weights.epsilon)
-    total = sum(getattr(weights, key) * value for key, value in parts.items())
+        parts["weight_perturbation"] = weight_perturbation(model, weights.epsilon, reference)
+    if not parts:
+        raise ValueError("every distillation weight is 0")
+    device = next(iter(parts.values())).device
+    total = sum(getattr(weights, key) * value.to(device) for key, value in parts.items())
     return total, {key: float(value.detach()) for key, value in parts.items()}

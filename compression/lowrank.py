@@ -1,46 +1,77 @@
 """PELA low-rank compression: each targeted ``nn.Linear`` becomes two thin factors from a truncated SVD.
 
 ``W (out x in) ~= up (out x r) @ down (r x in)``, with the square root of the singular
-values on each side (both factors then have similar scales, which keeps the later
-distillation well conditioned, as in the PELA paper). The rank for a compression ratio
-``ratio`` is ``r = in*out // (ratio*(in+out))``: the factors hold ``r*(in+out)``
-parameters, ``1/ratio`` of the original. Layers where that saves nothing are left
-alone.
+values on each side, so both factors have similar scales (the distillation that follows
+trains both, as in PELA, Guo et al., CVPR 2024). For a compression ratio ``ratio`` the
+rank is PELA's ``r = in*out // (ratio*(in+out))``: the factors hold ``r*(in+out)``
+weights, ``1/ratio`` of the original. Layers where low rank saves nothing are left
+alone and reported as skipped.
 
 The factors are two plain ``nn.Linear`` modules, so ``save_pretrained``, peft,
 DeepSpeed and the FLOP counter see ordinary layers.
 
-Which layers: ``target_modules`` (fnmatch patterns on module names) or a preset
-(``vision``, ``language``, ``all`` for Qwen2.5-VL-architecture models), minus
-``exclude_modules``. The defaults exclude what PELA's code keeps dense: the output head,
-embeddings, norms, and the patch embedding, whose errors propagate to every token.
+Which layers
+    ``target_modules``: a preset name (``"vision"``, ``"language"``, ``"all"``; see
+    ``PRESETS``), or name patterns, each a shell-style ``fnmatch`` pattern matched
+    against the whole module name (``"*.mlp.*"``) or, prefixed with ``re:``, a regular
+    expression that must match the whole name (``re:.*layers\\.(0|1)\\..*``, like peft's
+    ``target_modules``). ``None`` means every ``nn.Linear``. ``exclude_modules`` (same
+    pattern syntax) removes layers again; the default ``DEFAULT_EXCLUDE`` follows what
+    PELA's code keeps dense (``name_omit=['norm', 'head', 'patch_embed', 'downsample']``
+    for DeiT/Swin, and layers with fewer than 10 outputs): output heads, embeddings,
+    norms, the patch embedding; their errors reach every token or the logits directly.
+    Linear layers whose weight is tied to another parameter (an ``lm_head`` tied to the
+    embeddings) are never factored: the tie would silently break.
+
+Activation-aware factorisation (ASVD scaling, SVD-LLM whitening) is
+``compression.calibration``; pass its ``Calibration`` as ``compress(..., calibration=)``.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
 
-#: Name patterns never compressed by default (heads, embeddings, norms, patch embedding).
-DEFAULT_EXCLUDE: tuple[str, ...] = ("*lm_head*", "*embed*", "*norm*", "*patch_embed*", "*classifier*")
+#: Never factored by default (PELA's omitted names, in this project's architectures' spelling).
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    "*lm_head*",  # output head: its error lands on the logits unfiltered
+    "*head",  # classification/projection heads (PELA: 'head')
+    "*embed*",  # token and patch embeddings (PELA: 'patch_embed')
+    "*norm*",  # norms hold no Linear in these models, kept for other architectures (PELA: 'norm')
+    "*downsample*",  # Swin-style patch merging (PELA: 'downsample')
+    "*classifier*",
+)
 
-#: Module-name presets for Qwen2.5-VL-architecture models (transformers 5 names).
-PRESETS: dict[str, tuple[str, ...]] = {
-    "vision": ("*visual.blocks.*", "*visual.merger.*"),
-    "language": ("*language_model.*",),
-    "all": ("*",),
-}
+#: Layers with fewer outputs than this are left dense (PELA skips ``out_features < 10``: small heads).
+MIN_OUT_FEATURES = 10
+
+#: Qwen2.5-VL (and DOTS-family) module names in transformers 5: the vision tower's blocks and
+#: its patch merger (the projector into the language model), and the language model's blocks.
+#: The leading ``*`` keeps them working under a wrapper prefix (peft's ``base_model.model.``).
+QWEN2_5_VL_VISION: tuple[str, ...] = ("*visual.blocks.*", "*visual.merger.*")
+QWEN2_5_VL_LANGUAGE: tuple[str, ...] = ("*language_model.layers.*",)
+QWEN2_5_VL_ALL: tuple[str, ...] = QWEN2_5_VL_VISION + QWEN2_5_VL_LANGUAGE
+
+PRESETS: dict[str, tuple[str, ...]] = {"vision": QWEN2_5_VL_VISION, "language": QWEN2_5_VL_LANGUAGE, "all": QWEN2_5_VL_ALL}
 
 
 class LowRankLinear(nn.Module):
-    """``up(down(x))``: a rank-``r`` stand-in for an ``nn.Linear`` (bias kept on ``up``)."""
+    """``up(down(x))``: a rank-``r`` stand-in for an ``nn.Linear`` (bias kept on ``up``).
 
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool, device: Any = None, dtype: Any = None):
+    With ``compress(..., keep_original=True)`` it also holds the replaced weight as the
+    non-persistent buffer ``original_weight`` (for the weight-perturbation regulariser;
+    never written by ``state_dict``/``save_pretrained``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, device: Any = None, dtype: Any = None):
         super().__init__()
+        if not 1 <= rank <= min(in_features, out_features):
+            raise ValueError(f"rank {rank} outside 1..{min(in_features, out_features)} for a {in_features}->{out_features} layer")
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
         self.down = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
         self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
@@ -49,7 +80,22 @@ class LowRankLinear(nn.Module):
         return self.up(self.down(x))
 
     def reconstructed_weight(self) -> torch.Tensor:
+        """``up.weight @ down.weight``: the dense weight this layer computes (differentiable)."""
         return self.up.weight @ self.down.weight
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int, input_transform: torch.Tensor | None = None) -> "LowRankLinear":
+        """Factor ``linear`` at ``rank`` (see ``factorize``); same device and dtype, bias copied."""
+        weight = linear.weight
+        up, down = factorize(weight, rank, input_transform)
+        layer = cls(linear.in_features, linear.out_features, rank, linear.bias is not None, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            layer.up.weight.copy_(up)
+            layer.down.weight.copy_(down)
+            if linear.bias is not None:
+                layer.up.bias.copy_(linear.bias)
+        layer.requires_grad_(weight.requires_grad)
+        return layer
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
@@ -57,21 +103,26 @@ class LowRankLinear(nn.Module):
 
 @dataclass
 class LayerStats:
+    """One factored layer. ``relative_error`` is ``||W - up@down||_F / ||W||_F`` (in the layer's dtype)."""
+
     name: str
     in_features: int
     out_features: int
     rank: int
     params_before: int
     params_after: int
-    relative_error: float  # ||W - up@down||_F / ||W||_F
+    relative_error: float
+    method: str = "svd"
 
 
 @dataclass
 class CompressionStats:
+    """What ``compress`` did: per-layer records, skipped layers with the reason, parameter totals."""
+
     ratio: float | None
     method: str
     layers: list[LayerStats] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # targeted, but low rank would not save parameters
+    skipped: dict[str, str] = field(default_factory=dict)  # targeted layer name -> why it stayed dense
     model_params_before: int = 0
     model_params_after: int = 0
 
@@ -84,68 +135,110 @@ class CompressionStats:
         return sum(layer.params_after for layer in self.layers)
 
     @property
+    def kept_fraction(self) -> float:
+        """Parameters of the factored layers after / before (about ``1/ratio``)."""
+        return self.targeted_params_after / self.targeted_params_before if self.layers else 1.0
+
+    @property
+    def mean_relative_error(self) -> float:
+        return sum(layer.relative_error for layer in self.layers) / len(self.layers) if self.layers else 0.0
+
+    @property
     def ranks(self) -> dict[str, int]:
         return {layer.name: layer.rank for layer in self.layers}
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable data, totals included."""
         data = asdict(self)
         data.update(
             targeted_params_before=self.targeted_params_before,
             targeted_params_after=self.targeted_params_after,
-            mean_relative_error=(sum(l.relative_error for l in self.layers) / len(self.layers)) if self.layers else 0.0,
+            kept_fraction=self.kept_fraction,
+            mean_relative_error=self.mean_relative_error,
         )
         return data
 
 
 def rank_for_ratio(in_features: int, out_features: int, ratio: float | None, min_rank: int = 1, max_rank: int | None = None) -> int:
-    """PELA's rank: ``in*out // (ratio*(in+out))``, clamped; ``ratio=None`` means full rank."""
+    """PELA's rank ``in*out // (ratio*(in+out))``, clamped to [min_rank, max_rank] and to 1..min(in, out).
+
+    ``ratio=None`` asks for full rank, ``min(in, out)`` (exact, but saves nothing).
+    """
     full = min(in_features, out_features)
-    rank = full if ratio is None else int(in_features * out_features // (ratio * (in_features + out_features)))
+    if ratio is None:
+        return full
+    if ratio <= 0:
+        raise ValueError(f"compression ratio must be positive, got {ratio}")
+    rank = int(in_features * out_features // (ratio * (in_features + out_features)))
     rank = max(rank, min_rank)
     if max_rank is not None:
         rank = min(rank, max_rank)
     return max(1, min(rank, full))
 
 
+def _matcher(patterns: Iterable[str]):
+    compiled = []
+    for pattern in patterns:
+        if pattern.startswith("re:"):
+            compiled.append(re.compile(pattern[3:]).fullmatch)
+        else:
+            compiled.append(lambda name, p=pattern: fnmatch.fnmatchcase(name, p))
+    return lambda name: any(match(name) for match in compiled)
+
+
+def resolve_targets(target_modules: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Preset name or patterns -> patterns (``None`` -> every layer)."""
+    if target_modules is None:
+        return ("*",)
+    if isinstance(target_modules, str):
+        return PRESETS.get(target_modules, (target_modules,))
+    return tuple(target_modules)
+
+
 def select_linear_layers(
     model: nn.Module, target_modules: str | Sequence[str] | None = None, exclude_modules: Iterable[str] = DEFAULT_EXCLUDE
 ) -> list[str]:
-    """Names of the ``nn.Linear`` modules matched by the targets (patterns or a preset) and not excluded."""
-    if target_modules is None:
-        patterns: Sequence[str] = PRESETS["all"]
-    elif isinstance(target_modules, str):
-        patterns = PRESETS.get(target_modules, (target_modules,))
-    else:
-        patterns = target_modules
+    """Names of the ``nn.Linear`` modules matched by ``target_modules`` and not by ``exclude_modules``."""
+    patterns = resolve_targets(target_modules)
     excluded = tuple(exclude_modules)
-    names = []
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
-            continue
-        if any(fnmatch.fnmatchcase(name, p) for p in patterns) and not any(fnmatch.fnmatchcase(name, p) for p in excluded):
-            names.append(name)
+    targeted, skip = _matcher(patterns), _matcher(excluded)
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and targeted(name) and not skip(name)]
     if not names:
-        raise ValueError(f"no nn.Linear layer matches target_modules={target_modules!r} outside exclude_modules={list(excluded)}")
+        raise ValueError(f"no nn.Linear layer matches target_modules={list(patterns)} outside exclude_modules={list(excluded)}")
     return names
 
 
 def factorize(weight: torch.Tensor, rank: int, input_transform: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Truncated SVD in float32 on the weight's device: returns (up, down) with ``up @ down ~= weight``.
+    """Truncated SVD on the weight's device: ``(up, down)`` in the weight's dtype with ``up @ down ~= weight``.
 
-    ``input_transform`` (``T``, in x in, invertible) makes the truncation optimal for
-    ``W @ x`` on the calibration inputs instead of for ``W`` itself: factor ``W T`` and
-    fold ``T^-1`` into ``down`` (ASVD scaling and SVD-LLM whitening are both this).
+    Plain: SVD of ``W`` in float32, ``up = U_r sqrt(S_r)``, ``down = sqrt(S_r) V_r^T``.
+    ``input_transform`` ``T`` (in x in and invertible, or a vector meaning ``diag(T)``)
+    makes the truncation optimal for the outputs ``W x`` on calibration inputs instead of
+    for ``W`` itself: factor ``W T``, then fold ``T^-1`` into ``down`` (ASVD's channel
+    scaling and SVD-LLM's whitening are both this; see ``compression.calibration``). That
+    path runs in float64, since ``T`` can be badly conditioned.
     """
-    matrix = weight.detach().float()
-    if input_transform is not None:
-        matrix = matrix @ input_transform
+    if input_transform is None:
+        matrix = weight.detach().float()
+    else:
+        transform = input_transform.to(device=weight.device, dtype=torch.float64)
+        matrix = weight.detach().double() * transform if transform.dim() == 1 else weight.detach().double() @ transform
     u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
     root = s[:rank].sqrt()
     up = u[:, :rank] * root
     down = root[:, None] * vh[:rank]
     if input_transform is not None:
-        down = torch.linalg.solve(input_transform.T, down.T).T  # down @ T^-1
-    return up, down
+        down = _right_solve(down, transform)
+    return up.to(weight.dtype), down.to(weight.dtype)
+
+
+def _right_solve(matrix: torch.Tensor, transform: torch.Tensor) -> torch.Tensor:
+    """``matrix @ T^-1`` without forming the inverse (``T`` diagonal as a vector, lower triangular, or general)."""
+    if transform.dim() == 1:
+        return matrix / transform
+    if torch.equal(transform, transform.tril()):  # a Cholesky factor
+        return torch.linalg.solve_triangular(transform, matrix, upper=False, left=False)
+    return torch.linalg.solve(transform, matrix, left=False)
 
 
 def compress(
@@ -158,51 +251,76 @@ def compress(
     calibration: Any | None = None,
     keep_original: bool = False,
 ) -> CompressionStats:
-    """Replace targeted ``nn.Linear`` layers in place by ``LowRankLinear``; ``ratio=None`` keeps full rank.
+    """Replace the targeted ``nn.Linear`` layers of ``model`` in place by ``LowRankLinear`` factors.
 
-    ``calibration``: a ``compression.calibration.Calibration`` (ASVD scaling or SVD-LLM
-    whitening from activation statistics). ``keep_original=True`` stores each original
-    weight as a non-persistent buffer ``original_weight`` for the weight-perturbation
-    regulariser (it is not saved with the model).
+    ``ratio``: PELA's compression ratio (3 keeps about a third of the targeted weights);
+    ``None`` means full rank (reproduces the outputs to float tolerance; for tests and for
+    distillation from an exact start). A layer whose rank would not save parameters
+    (``r*(in+out) >= in*out``), with fewer than ``MIN_OUT_FEATURES`` outputs, or with a
+    tied weight stays dense and is listed in ``stats.skipped`` with the reason.
+    ``calibration``: a ``compression.calibration.Calibration`` (ASVD or whitening) from
+    the uncompressed model; layers it has no statistics for get plain SVD.
+    ``keep_original``: store each replaced weight as the non-persistent buffer
+    ``original_weight`` (for ``compression.losses.weight_perturbation``; costs the memory
+    of the original weights, saves nothing to disk).
     """
     params_before = sum(p.numel() for p in model.parameters())
     stats = CompressionStats(ratio=ratio, method=getattr(calibration, "method", "svd"))
+    shared = _shared_parameters(model)
     for name in select_linear_layers(model, target_modules, exclude_modules):
         layer: nn.Linear = model.get_submodule(name)
-        rank = rank_for_ratio(layer.in_features, layer.out_features, ratio, min_rank, max_rank)
-        if ratio is not None and rank * (layer.in_features + layer.out_features) >= layer.in_features * layer.out_features:
-            stats.skipped.append(name)
+        in_features, out_features = layer.in_features, layer.out_features
+        rank = rank_for_ratio(in_features, out_features, ratio, min_rank, max_rank)
+        if id(layer.weight) in shared:
+            stats.skipped[name] = "weight is tied to another parameter"
+            continue
+        if out_features < MIN_OUT_FEATURES:
+            stats.skipped[name] = f"only {out_features} outputs (head)"
+            continue
+        if ratio is not None and rank * (in_features + out_features) >= in_features * out_features:
+            stats.skipped[name] = f"rank {rank} would not save parameters ({rank * (in_features + out_features)} >= {in_features * out_features})"
             continue
         transform = calibration.input_transform(name) if calibration is not None else None
-        up, down = factorize(layer.weight, rank, None if transform is None else transform.to(layer.weight.device))
-        replacement = LowRankLinear(
-            layer.in_features, layer.out_features, rank, layer.bias is not None, device=layer.weight.device, dtype=layer.weight.dtype
-        )
+        replacement = LowRankLinear.from_linear(layer, rank, transform)
         with torch.no_grad():
-            replacement.up.weight.copy_(up.to(layer.weight.dtype))
-            replacement.down.weight.copy_(down.to(layer.weight.dtype))
-            if layer.bias is not None:
-                replacement.up.bias.copy_(layer.bias)
-            reconstruction = replacement.reconstructed_weight().float()
             original = layer.weight.detach().float()
-            error = float((original - reconstruction).norm() / original.norm().clamp_min(1e-12))
-        replacement.requires_grad_(layer.weight.requires_grad)
+            error = float((original - replacement.reconstructed_weight().float()).norm() / original.norm().clamp_min(1e-12))
         if keep_original:
             replacement.register_buffer("original_weight", layer.weight.detach().clone(), persistent=False)
-        _set_submodule(model, name, replacement)
-        params_old = layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0)
-        params_new = sum(p.numel() for p in replacement.parameters())
-        stats.layers.append(LayerStats(name, layer.in_features, layer.out_features, rank, params_old, params_new, error))
+        set_submodule(model, name, replacement)
+        stats.layers.append(
+            LayerStats(
+                name,
+                in_features,
+                out_features,
+                rank,
+                params_before=sum(p.numel() for p in layer.parameters()),
+                params_after=sum(p.numel() for p in replacement.parameters()),
+                relative_error=error,
+                method=stats.method if transform is not None else "svd",
+            )
+        )
     stats.model_params_before = params_before
     stats.model_params_after = sum(p.numel() for p in model.parameters())
     return stats
 
 
 def low_rank_layers(model: nn.Module) -> dict[str, LowRankLinear]:
+    """Every ``LowRankLinear`` in ``model`` by module name."""
     return {name: module for name, module in model.named_modules() if isinstance(module, LowRankLinear)}
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """``model.<name> = module`` for a dotted name."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
+
+
+
+def _shared_parameters(model: nn.Module) -> set[int]:
+    """ids of parameters reachable under more than one name (tied weights)."""
+    seen: dict[int, int] = {}
+    for _, parameter in model.named_parameters(remove_duplicate=False):
+        seen[id(parameter)] = seen.get(id(parameter), 0) + 1
+    return {key for key, count in seen.items() if count > 1}

@@ -1,12 +1,21 @@
-"""Save and load low-rank compressed models: ``save_pretrained`` plus a small JSON of the ranks.
+"""Save and load low-rank compressed models: an ordinary ``save_pretrained`` folder plus the ranks.
 
-A compressed checkpoint is an ordinary transformers folder (config, safetensors,
-processor) whose weights hold ``...q_proj.down.weight``/``...q_proj.up.weight`` pairs
-instead of ``...q_proj.weight``, plus ``lowrank_ranks.json``. ``load_compressed``
-builds the architecture from the config, swaps the listed layers for ``LowRankLinear``
-of the saved ranks, and loads the saved tensors: no SVD at load time, and the outputs
-are bit-for-bit those of the saved model. The OCR engines call it whenever a model
-folder holds the ranks file (``vlm.loading``).
+A compressed checkpoint is a transformers folder (config, safetensors, processor) whose
+weights hold ``...q_proj.down.weight``/``...q_proj.up.weight`` pairs instead of
+``...q_proj.weight``, plus ``lowrank_ranks.json``::
+
+    {"format_version": 1, "ratio": 3.0, "method": "whiten", "model_type": "qwen2_5_vl",
+     "ranks": {"model.language_model.layers.0.self_attn.q_proj": 21, ...},
+     "layers": {"model.language_model.layers.0.self_attn.q_proj":
+                {"in_features": 64, "out_features": 64, "rank": 21, "bias": true}, ...}}
+
+``load_compressed`` lets transformers' own ``from_pretrained`` do the loading (weights
+created empty then filled, checkpoint key renames, ``dtype``, ``device_map``,
+``attn_implementation``, tied weights) with one change: right after the architecture is
+built, the listed layers are swapped for ``LowRankLinear`` of the saved ranks. No SVD
+at load time, no random initialisation, and the outputs are bit-for-bit those of the
+saved model. The OCR engines call it whenever ``is_compressed_checkpoint`` says so
+(``vlm.loading``).
 """
 
 from __future__ import annotations
@@ -15,112 +24,138 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from compression.lowrank import CompressionStats, LowRankLinear, _set_submodule, low_rank_layers
+from compression.lowrank import CompressionStats, LowRankLinear, low_rank_layers, set_submodule
 
 RANKS_FILE = "lowrank_ranks.json"
 FORMAT_VERSION = 1
 
 
 def is_compressed_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding ``lowrank_ranks.json``."""
     return (Path(path) / RANKS_FILE).is_file()
 
 
 def save_compressed(model: nn.Module, processor: Any | None, path: str | Path, stats: CompressionStats | None = None) -> Path:
-    """Write the model (safetensors), its processor if given, and the ranks file."""
+    """Write ``model.save_pretrained(path)`` (safetensors), the processor if given, and the ranks file."""
     path = Path(path)
     layers = low_rank_layers(model)
     if not layers:
         raise ValueError("model has no LowRankLinear layers: compress it first (compression.lowrank.compress)")
-    model.save_pretrained(path)
+    model.save_pretrained(path, safe_serialization=True)
     if processor is not None:
         processor.save_pretrained(path)
-    payload = {
+    spec = {
         "format_version": FORMAT_VERSION,
         "ratio": stats.ratio if stats else None,
         "method": stats.method if stats else None,
-        "ranks": {name: module.rank for name, module in layers.items()},
-        "shapes": {name: [module.in_features, module.out_features, module.up.bias is not None] for name, module in layers.items()},
+        "model_type": getattr(getattr(model, "config", None), "model_type", None),
+        "ranks": {name: layer.rank for name, layer in layers.items()},
+        "layers": {
+            name: {"in_features": layer.in_features, "out_features": layer.out_features, "rank": layer.rank, "bias": layer.up.bias is not None}
+            for name, layer in layers.items()
+        },
     }
-    (path / RANKS_FILE).write_text(json.dumps(payload, indent=2))
+    (path / RANKS_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     return path
 
 
-def _renames(model: nn.Module) -> bool:
+def read_ranks(path: str | Path) -> dict[str, Any]:
+    """The checked contents of ``path/lowrank_ranks.json``; errors name the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"compressed checkpoint {path} does not exist")
+    file = path / RANKS_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} is not a low-rank compressed checkpoint: {RANKS_FILE} is missing")
     try:
-        from transformers.core_model_loading import revert_weight_conversion  # noqa: F401
-    except ImportError:  # older transformers save under the model's own names
-        return False
-    return True
-
-
-def _saved_names(model: nn.Module) -> dict[str, str]:
-    """Saved name -> model name: ``save_pretrained`` writes some architectures under legacy names
-    (Qwen2.5-VL: ``model.visual.*`` as ``visual.*``); ask transformers how, one key at a time."""
-    from transformers.core_model_loading import revert_weight_conversion
-
-    names = {}
-    for key, tensor in model.state_dict().items():
-        (saved,) = revert_weight_conversion(model, {key: tensor}).keys()
-        names[saved] = key
-    return names
+        spec = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{file} is not readable JSON: {error}") from error
+    if not isinstance(spec, dict) or spec.get("format_version") != FORMAT_VERSION:
+        found = spec.get("format_version") if isinstance(spec, dict) else None
+        raise ValueError(f"{file}: format_version {found!r}, expected {FORMAT_VERSION}")
+    layers, ranks = spec.get("layers"), spec.get("ranks")
+    if not isinstance(layers, dict) or not isinstance(ranks, dict) or not layers or set(layers) != set(ranks):
+        raise ValueError(f"{file}: needs matching non-empty 'ranks' and 'layers' tables")
+    for name, layer in layers.items():
+        if not isinstance(layer, dict) or any(not isinstance(layer.get(key), int) for key in ("in_features", "out_features", "rank")):
+            raise ValueError(f"{file}: layer {name} needs integer in_features, out_features and rank")
+        if layer["rank"] != ranks[name]:
+            raise ValueError(f"{file}: layer {name} has rank {ranks[name]} in 'ranks' but {layer['rank']} in 'layers'")
+    return spec
 
 
 def load_compressed(path: str | Path, model_class: Any = None, **from_pretrained_kwargs: Any) -> nn.Module:
-    """Load a compressed checkpoint saved by ``save_compressed`` (kwargs: dtype, device_map, attn_implementation)."""
-    from safetensors.torch import load_file
+    """Load a checkpoint written by ``save_compressed``, in eval mode.
+
+    ``model_class``: a transformers auto class (default ``AutoModelForImageTextToText``)
+    or a concrete model class. ``from_pretrained_kwargs`` go to ``from_pretrained``
+    unchanged (``dtype``/``torch_dtype``, ``device_map``, ``attn_implementation``,
+    ``trust_remote_code``, ...). Raises ``FileNotFoundError`` for a missing folder or
+    ranks file and ``ValueError`` when the ranks file or the weights do not fit the
+    architecture, naming the checkpoint and the layer or keys.
+    """
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     path = Path(path)
-    if not is_compressed_checkpoint(path):
-        raise FileNotFoundError(f"{path} is not a compressed checkpoint ({RANKS_FILE} missing)")
-    try:
-        spec = json.loads((path / RANKS_FILE).read_text())
-        ranks: dict[str, int] = spec["ranks"]
-        shapes: dict[str, list] = spec["shapes"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise ValueError(f"{path / RANKS_FILE} is not a valid ranks file: {exc}") from exc
-    if spec.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path / RANKS_FILE} has format_version {spec.get('format_version')}, expected {FORMAT_VERSION}")
+    spec = read_ranks(path)
     model_class = model_class or AutoModelForImageTextToText
-    trust = bool(from_pretrained_kwargs.pop("trust_remote_code", False))
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
-    dtype = from_pretrained_kwargs.pop("dtype", None) or from_pretrained_kwargs.pop("torch_dtype", None)
-    device_map = from_pretrained_kwargs.pop("device_map", None)
-    attn = from_pretrained_kwargs.pop("attn_implementation", None)
-    build_kwargs: dict[str, Any] = {"trust_remote_code": trust}
-    if attn:
-        build_kwargs["attn_implementation"] = attn
-    model = model_class.from_config(config, **build_kwargs)
-    for name, rank in ranks.items():
-        try:
-            layer = model.get_submodule(name)
-        except AttributeError as exc:
-            raise ValueError(f"{path}: layer {name} listed in {RANKS_FILE} does not exist in a {config.model_type} model") from exc
-        in_features, out_features, bias = shapes[name]
-        if not isinstance(layer, nn.Linear) or (layer.in_features, layer.out_features) != (in_features, out_features):
-            raise ValueError(f"{path}: layer {name} is not a {in_features}->{out_features} Linear in this architecture")
-        _set_submodule(model, name, LowRankLinear(in_features, out_features, rank, bias))
-    state: dict[str, torch.Tensor] = {}
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{path} holds no .safetensors weights")
-    for file in files:
-        state.update(load_file(str(file)))
-    if _renames(model):
-        names = _saved_names(model)
-        state = {names.get(key, key): tensor for key, tensor in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    missing = [key for key in missing if key not in tied and not key.endswith("lm_head.weight")]
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match the compressed architecture (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    if getattr(config, "tie_word_embeddings", False) or getattr(getattr(config, "text_config", None), "tie_word_embeddings", False):
-        model.tie_weights()
-    if dtype is not None:
-        model = model.to(dtype)
-    if device_map is not None:
-        model = model.to(device_map if isinstance(device_map, (str, torch.device)) else "cuda")
+    config = AutoConfig.from_pretrained(path, trust_remote_code=bool(from_pretrained_kwargs.get("trust_remote_code", False)))
+    base = _concrete_class(model_class, config, path, bool(from_pretrained_kwargs.get("trust_remote_code", False)))
+    layers: dict[str, dict[str, Any]] = spec["layers"]
+
+    def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        base.__init__(self, *args, **kwargs)
+        for name, layer in layers.items():
+            _swap(self, name, layer, path)
+
+    compressed = type(base.__name__, (base,), {"__init__": __init__, "__module__": base.__module__, "__qualname__": base.__qualname__})
+    try:
+        model, info = compressed.from_pretrained(path, output_loading_info=True, **from_pretrained_kwargs)
+    except RuntimeError as error:  # transformers refuses factors whose saved shape differs from the ranks file
+        if "mismatch" not in str(error).lower():
+            raise
+        raise ValueError(f"{path}: the saved weights do not fit the ranks in {RANKS_FILE} ({error})") from error
+    model.__class__ = base  # the swap is done; leave no dynamic class behind (peft, pickling, isinstance)
+    problems = {key: sorted(info.get(key) or ()) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(problems.values()):
+        detail = "; ".join(f"{key.replace('_', ' ')}: {', '.join(map(str, keys[:5]))}{' ...' if len(keys) > 5 else ''}"
+                           for key, keys in problems.items() if keys)
+        raise ValueError(f"{path}: the saved weights do not fit {RANKS_FILE} and the {config.model_type} architecture ({detail})")
     return model.eval()
+
+
+def _swap(model: nn.Module, name: str, layer: dict[str, Any], path: Path) -> None:
+    try:
+        dense = model.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"{path / RANKS_FILE}: layer {name} does not exist in {type(model).__name__}") from None
+    shape = (layer["in_features"], layer["out_features"])
+    if not isinstance(dense, nn.Linear) or (dense.in_features, dense.out_features) != shape:
+        raise ValueError(f"{path / RANKS_FILE}: layer {name} is {dense!r} in {type(model).__name__}, not a Linear {shape[0]} -> {shape[1]}")
+    weight = dense.weight
+    bias = bool(layer.get("bias", dense.bias is not None))
+    set_submodule(model, name, LowRankLinear(shape[0], shape[1], layer["rank"], bias, device=weight.device, dtype=weight.dtype))
+
+
+def _concrete_class(model_class: Any, config: Any, path: Path, trust_remote_code: bool) -> type:
+    """The model class ``model_class.from_pretrained`` would build for ``config``."""
+    from transformers import PreTrainedModel
+
+    if isinstance(model_class, type) and issubclass(model_class, PreTrainedModel):
+        return model_class
+    auto_map = getattr(config, "auto_map", None) or {}
+    if trust_remote_code and model_class.__name__ in auto_map:
+        from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+        return get_class_from_dynamic_module(auto_map[model_class.__name__], str(path))
+    mapping = getattr(model_class, "_model_mapping", None)
+    if mapping is None or type(config) not in mapping:
+        raise ValueError(f"{path}: {getattr(model_class, '__name__', model_class)} has no model class for a {config.model_type} config")
+    found = mapping[type(config)]
+    if isinstance(found, (list, tuple)):  # several candidates: the one named in config.architectures
+        by_name = {cls.__name__: cls for cls in found}
+        found = next((by_name[a] for a in (getattr(config, "architectures", None) or []) if a in by_name), found[0])
+    return found

@@ -264,7 +264,10 @@ class PooledProcessor:
         return visual_token_count(inputs, self.image_token_id)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["processor"], name)
+        processor = self.__dict__.get("processor")
+        if processor is None:
+            raise AttributeError(name)
+        return getattr(processor, name)
 
 
 # --- the model side ----------------------------------------------------------------------
@@ -287,17 +290,18 @@ class _TokenPooling:
         self.image_token_id = int(inner.config.image_token_id)
         self.original_image_features = inner.get_image_features  # bound class methods
         self.original_rope_index = inner.get_rope_index
+        self.original_placeholder_mask = getattr(inner, "get_placeholder_mask", None)
         self.last_keep: tuple[list[list[int]], list[torch.Tensor]] | None = None  # (grid, kept indices per image)
         self._pending: tuple[Any, tuple, Any] | None = None  # (weakref to pixel_values, key, pooled output)
 
     # The vision side.
     def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None, **kwargs: Any) -> Any:
         return_dict = kwargs.pop("return_dict", True)
+        if image_grid_thw is None:
+            raise ValueError("token pooling needs image_grid_thw to lay the visual tokens out on their grid")
         out = self._take_pending(pixel_values, image_grid_thw)
         if out is None:
             out = self.original_image_features(pixel_values, image_grid_thw, return_dict=True, **kwargs)
-            if image_grid_thw is None:
-                raise ValueError("token pooling needs image_grid_thw to lay the visual tokens out on their grid")
             grids = merged_grids(image_grid_thw, self.merge_size)
             pooled, keeps = [], []
             for features, grid in zip(out.pooler_output, grids):
@@ -319,6 +323,15 @@ class _TokenPooling:
             return None
         ref, key, out = pending
         return out if ref() is pixel_values and key == self._key(pixel_values, image_grid_thw) else None
+
+    def get_placeholder_mask(self, *args: Any, **kwargs: Any) -> Any:
+        """The model's own count check, with the fix named when an unpooled prompt meets pooled features."""
+        try:
+            return self.original_placeholder_mask(*args, **kwargs)
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(
+                f"{error}; with token pooling {self.config} installed, build the prompt with PooledProcessor or pool_processor_inputs"
+            ) from error
 
     # The position side.
     def get_rope_index(
@@ -431,6 +444,8 @@ def apply_token_pooling(model: nn.Module, config: PoolingConfig) -> nn.Module:
     setattr(inner, _HOOK_ATTR, hook)
     inner.get_image_features = hook.get_image_features
     inner.get_rope_index = hook.get_rope_index
+    if hook.original_placeholder_mask is not None:
+        inner.get_placeholder_mask = hook.get_placeholder_mask
     return model
 
 
@@ -439,7 +454,7 @@ def remove_token_pooling(model: nn.Module) -> bool:
     inner = _inner_model(model)
     if getattr(inner, _HOOK_ATTR, None) is None:
         return False
-    for name in ("get_image_features", "get_rope_index", _HOOK_ATTR):
+    for name in ("get_image_features", "get_rope_index", "get_placeholder_mask", _HOOK_ATTR):
         inner.__dict__.pop(name, None)
     inner.rope_deltas = None
     return True

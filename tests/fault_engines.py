@@ -29,3 +29,37 @@ class HangOnPage:
             PageLayout(elements=[Element([0, 0, 10, 10], "Text", f"page {p.meta.page_number} of {p.meta.doc_id}")])
             for p in pages
         ]
+
+
+class _PyMuPDFWrapper:
+    """The real CPU layout engine, so fault tests compare real results."""
+
+    name = "pymupdf"
+
+    class Options(BaseModel):
+        marker: str = ""  # DieOnce: file that records the one death
+        kill_on_page: int = 2
+
+    def __init__(self, options: "BaseModel"):
+        from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
+
+        self.options = options
+        self.engine = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions())
+
+    def layout(self, pages: Sequence[PageImage]) -> list[PageLayout]:
+        return self.engine.layout(pages)
+
+
+class DieOnce(_PyMuPDFWrapper):
+    """SIGKILLs its own actor process the first time it meets ``kill_on_page`` (a marker file makes it once per run)."""
+
+    def layout(self, pages: Sequence[PageImage]) -> list[PageLayout]:
+        import os
+        import signal
+        from pathlib import Path
+
+        marker = Path(self.options.marker)
+        if any(p.meta.page_number == self.options.kill_on_page for p in pages) and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().layout(pages)
