@@ -31,26 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from compression.flops import count_flops
 from compression.pooling import PooledProcessor, PoolingConfig, apply_token_pooling
-from vlm.tiny import save_tiny_qwen2_5_vl
-
-#: The bench model: small enough for a CPU, big enough that matmuls dominate.
-BENCH_SHAPE: dict[str, Any] = dict(
-    hidden_size=256,
-    num_layers=4,
-    num_heads=4,
-    num_kv_heads=2,
-    vision_depth=4,
-    vision_hidden_size=128,
-    vision_heads=4,
-    min_pixels=56 * 56,
-    max_pixels=448 * 448,
-)
+from vlm.tiny import BENCH_SHAPE, save_tiny_qwen2_5_vl, text_like_pages
 
 
 @dataclass
@@ -69,19 +55,6 @@ class Variant:
     @property
     def name(self) -> str:
         return f"rank 1/{self.ratio:g}, pool {self.pool}"
-
-
-def page_images(sizes: list[tuple[int, int]], seed: int = 0) -> list[Image.Image]:
-    """White pages with dark text-like bars of random lengths (height, width)."""
-    rng = np.random.default_rng(seed)
-    pages = []
-    for height, width in sizes:
-        page = np.full((height, width, 3), 255, dtype=np.uint8)
-        for top in range(16, height - 16, 14):
-            length = int(rng.integers(width // 4, width - 32))
-            page[top : top + 7, 16 : 16 + length] = rng.integers(0, 90)
-        pages.append(Image.fromarray(page))
-    return pages
 
 
 def build_inputs(processor: Any, pages: list[Image.Image], pool: int) -> Any:
@@ -118,7 +91,7 @@ def run(ratios: list[float], pools: list[int], repeats: int, pages: int, seed: i
         processor = AutoProcessor.from_pretrained(path)
         base = AutoModelForImageTextToText.from_pretrained(path, attn_implementation="sdpa").eval()
     sizes = [(448, 336), (392, 280), (336, 448), (420, 308)][:pages]
-    images = page_images(sizes, seed)
+    images = text_like_pages(sizes, seed)
 
     variants = []
     for ratio in ratios:

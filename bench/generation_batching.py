@@ -26,25 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
 from engines.generation import Request, TransformersGenerator
 from vlm.loading import ModelSource, load_model_and_processor
-from vlm.tiny import DOTS_SHAPE, save_tiny_qwen2_5_vl
-
-
-def page_images(count: int, width: int, height: int, seed: int = 0) -> list[Image.Image]:
-    """Page-like images: white with dark text-like bars, so the vision tokens are not all alike."""
-    rng = np.random.default_rng(seed)
-    pages = []
-    for _ in range(count):
-        page = np.full((height, width, 3), 255, dtype=np.uint8)
-        for top in range(20, height - 20, 18):
-            length = int(rng.integers(width // 4, width - 40))
-            page[top : top + 9, 20 : 20 + length] = rng.integers(0, 80)
-        pages.append(Image.fromarray(page))
-    return pages
+from vlm.tiny import DOTS_SHAPE, save_tiny_qwen2_5_vl, text_like_pages
 
 
 def measure(generator: TransformersGenerator, requests: list[Request], max_new_tokens: int, device: str) -> dict[str, float]:
@@ -86,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             model_path = str(save_tiny_qwen2_5_vl(Path(scratch) / "model", dtype=dtype, **shape))
         source = ModelSource(model=model_path, device_map=args.device if args.device != "cpu" else None)
         model, processor = load_model_and_processor(source, ["qwen2_5_vl", "dots_ocr"])
-        requests = [Request(image=img, prompt="Extract the layout.") for img in page_images(args.pages, width, height)]
+        requests = [Request(image=img, prompt="Extract the layout.") for img in text_like_pages([(height, width)] * args.pages)]
         sizes = [int(v) for v in args.batch_sizes.split(",")]
         generators = {size: TransformersGenerator(model, processor, batch_size=size) for size in sizes}
         measure(generators[sizes[-1]], requests[: sizes[-1]], 2, args.device)  # warm-up

@@ -43,19 +43,9 @@ from torch import nn
 
 from compression.calibration import Calibration, collect_input_statistics
 from compression.lowrank import compress, select_linear_layers
-from vlm.tiny import save_tiny_qwen2_5_vl
+from vlm.tiny import BENCH_SHAPE, save_tiny_qwen2_5_vl
 
-SHAPE: dict[str, Any] = dict(
-    hidden_size=256,
-    num_layers=4,
-    num_heads=4,
-    num_kv_heads=2,
-    vision_depth=4,
-    vision_hidden_size=128,
-    vision_heads=4,
-    min_pixels=56 * 56,
-    max_pixels=224 * 224,
-)
+SHAPE: dict[str, Any] = {**BENCH_SHAPE, "max_pixels": 224 * 224}
 METHODS = ("plain", "asvd", "whiten")
 SENTENCES = (
     "The reservoir wall was inspected in March and found sound.",

@@ -78,12 +78,3 @@ def scaled_pixel_budget(processor: Any, scale: float) -> tuple[int, int]:
     new_high = max(floor, int(round(high * scale)))
     new_low = min(max(floor, int(round(low * scale))), new_high)
     return set_pixel_budget(processor, new_low, new_high)
-
-
-def scale_pixel_budget(processor: Any, scale: float) -> tuple[int, int]:
-    """Multiply only the maximum area by ``scale`` (min kept unless above the new max); the original knob."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ValueError(f"resolution scale must be a positive number, got {scale!r}")
-    low, high = pixel_budget(processor)
-    new_high = max(_min_budget(_image_processor(processor)), int(high * scale))
-    return set_pixel_budget(processor, min(low, new_high), new_high)

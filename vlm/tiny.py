@@ -57,6 +57,19 @@ DOTS_SHAPE: dict[str, Any] = dict(
     max_pixels=11_289_600,
 )
 
+#: CPU benchmarks: small enough for two cores, big enough that matmuls dominate the time.
+BENCH_SHAPE: dict[str, Any] = dict(
+    hidden_size=256,
+    num_layers=4,
+    num_heads=4,
+    num_kv_heads=2,
+    vision_depth=4,
+    vision_hidden_size=128,
+    vision_heads=4,
+    min_pixels=56 * 56,
+    max_pixels=448 * 448,
+)
+
 GEMMA_SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>")
 
 #: Gemma 3's chat template, reduced to text and image parts.
@@ -231,6 +244,22 @@ def save_tiny_gemma3(path: str | Path, *, hidden_size: int = 64, num_layers: int
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def text_like_pages(sizes: list[tuple[int, int]], seed: int = 0) -> list[Any]:
+    """White (height, width) pages with dark text-like bars, so visual tokens differ like a real page's."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pages = []
+    for height, width in sizes:
+        page = np.full((height, width, 3), 255, dtype=np.uint8)
+        for top in range(16, height - 16, 14):
+            length = int(rng.integers(width // 4, width - 32))
+            page[top : top + 7, 16 : 16 + length] = rng.integers(0, 90)
+        pages.append(Image.fromarray(page))
+    return pages
 
 
 def main(argv: list[str] | None = None) -> None:
