@@ -19,8 +19,8 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str]]
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
-        if key.endswith(".options"):
-            continue  # engine options: listed per engine below
+        if key.endswith(".options") or key == "train.lora":
+            continue  # engine options and LoRA settings: listed with their own models below
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _rows(annotation, f"{key}.")
             continue
@@ -34,9 +34,12 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str]]
 
 def reference_markdown() -> str:
     lines = ["| key | default | meaning |", "|---|---|---|"]
-    for section in ("cluster", "ocr"):
+    for section in ("cluster", "ocr", "train"):
         annotation = AppConfig.model_fields[section].annotation
         lines += [f"| `{key}` | `{default}` | {text} |" for key, default, text in _rows(annotation, f"{section}.")]
+    from training.lora import LoraSettings
+
+    lines += [f"| `{key}` | `{default}` | {text} |" for key, default, text in _rows(LoraSettings, "train.lora.")]
     for name, spec in sorted(registry.ENGINES.items()):
         lines.append(f"| **engine `{name}`** | | {spec.description} |")
         options = registry._load(spec.options)

@@ -1,7 +1,7 @@
 """Typed sections of ``ray_config.yaml``.
 
 Every model forbids unknown keys, so a typo fails loudly with the key's dotted path.
-Sections ``train`` and ``tune`` are placeholders that later jobs fill in.
+Section ``train`` is defined by ``training.settings``; ``tune`` is a placeholder for the sweep.
 """
 
 from __future__ import annotations
@@ -168,12 +168,8 @@ class OCRConfig(Strict):
 
 
 # --------------------------------------------------------------------------- train / tune
-class TrainConfig(Strict):
-    """Filled in by the training jobs."""
-
-
-class TuneConfig(Strict):
-    """Filled in by the sweep job."""
+from training.settings import TrainSettings as TrainConfig  # noqa: E402  (the training jobs own their section)
+from tune.settings import TuneSettings as TuneConfig  # noqa: E402  (the sweep job owns its section)
 
 
 class AppConfig(Strict):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from engines.generation import TextGenerator, TransformersGenerator
-from engines.hf_options import GenerativeEngineOptions
-from vlm.loading import load_model_and_processor
+from engines.hf_options import GenerativeEngineOptions, PoolingOptions
+from vlm.loading import ModelLoadError, load_model_and_processor
 
 
 def build_generator(
@@ -20,6 +20,7 @@ def build_generator(
         return VLLMGenerator(options, expected_model_types)
     model, processor = load_model_and_processor(options, expected_model_types)
     set_pixel_budget(processor, options.min_pixels, options.max_pixels)
+    model, processor = install_pooling(model, processor, options.pooling, options.model)
     return TransformersGenerator(model, processor, options.batch_size)
 
 
@@ -29,3 +30,17 @@ def set_pixel_budget(processor: object, min_pixels: int, max_pixels: int) -> Non
         from compression.resolution import set_pixel_budget as set_budget
 
         set_budget(processor, min_pixels, max_pixels)
+
+
+def install_pooling(model: Any, processor: Any, pooling: PoolingOptions, name: str = "model") -> tuple[Any, Any]:
+    """Pool the visual tokens on the model and shrink the prompts to match; no pooling leaves both as they are."""
+    config = pooling.to_config()
+    if config is None:
+        return model, processor
+    from compression.pooling import PooledProcessor, apply_token_pooling
+
+    try:
+        apply_token_pooling(model, config)
+        return model, PooledProcessor(processor, config)
+    except (TypeError, ValueError) as error:
+        raise ModelLoadError(f"pooling {pooling.label} cannot be applied to model {name}: {error}") from error

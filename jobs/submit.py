@@ -14,10 +14,11 @@ import sys
 from configuration.schema import AppConfig
 
 
-def submit_self(address: str, config: AppConfig, argv: list[str]) -> int:
+def submit_self(address: str, config: AppConfig, argv: list[str], module: str = "jobs.ocr") -> int:
+    """Run ``python -m module argv`` as a Ray job on ``address`` and follow its logs."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    entrypoint = "python -m jobs.ocr " + shlex.join([*argv, "--set", "cluster.address=auto"])
+    entrypoint = f"python -m {module} " + shlex.join([*argv, "--set", "cluster.address=auto"])
     runtime_env = {"working_dir": ".", **config.cluster.runtime_env}
     client = JobSubmissionClient(address)
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)

@@ -64,7 +64,7 @@ def test_rayjob_entrypoints_are_the_readme_commands() -> None:
 def test_dockerfile_builds_the_image_the_manifests_name() -> None:
     dockerfile = (CLUSTER / "Dockerfile").read_text()
     assert re.search(r"^FROM nvidia/cuda:\S+", dockerfile, re.M)
-    assert '.[models]' in dockerfile and "COPY . ." in dockerfile
+    assert '.[models,train]' in dockerfile and "COPY . ." in dockerfile
     images = {c["image"] for _, doc in _documents() for c in _containers(doc)}
     assert len(images) == 1 and f"-t {images.pop()}" in dockerfile
 

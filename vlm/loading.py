@@ -130,8 +130,13 @@ def load_model_and_processor(
     source: ModelSource,
     expected_model_types: Iterable[str],
     processor_kwargs: dict[str, Any] | None = None,
+    extra_model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
-    """Load model + processor from ``source`` (compressed checkpoints and adapters included), in eval mode."""
+    """Load model + processor from ``source`` (compressed checkpoints and adapters included), in eval mode.
+
+    ``extra_model_kwargs`` go to ``from_pretrained`` as well (for example a bitsandbytes
+    ``quantization_config`` for QLoRA training).
+    """
     import transformers
     from transformers import AutoProcessor
 
@@ -142,6 +147,7 @@ def load_model_and_processor(
         dtype=resolve_dtype(source.dtype),
         attn_implementation=resolve_attention(source.attn_implementation),
         device_map=resolve_device_map(source.device_map),
+        **(extra_model_kwargs or {}),
     )
     auto_class = getattr(transformers, AUTO_CLASS_BY_MODEL_TYPE.get(config.model_type, "AutoModelForImageTextToText"))
     try:

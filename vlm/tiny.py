@@ -101,8 +101,20 @@ def byte_level_tokenizer(special_tokens: tuple[str, ...], **kwargs: Any) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=backend, **kwargs)
 
 
-def save_tiny_qwen2_5_vl(
-    path: str | Path,
+def save_tiny_qwen2_5_vl(path: str | Path, **shape: Any) -> Path:
+    """Save a Qwen2.5-VL checkpoint (model, tokenizer, processor) with random weights to ``path``.
+
+    Tiny by default; ``DOTS_SHAPE`` gives dots.ocr's dimensions for GPU benchmarks. ``shape``:
+    the keyword arguments of ``build_tiny_qwen2_5_vl``.
+    """
+    path = Path(path)
+    model, processor = build_tiny_qwen2_5_vl(**shape)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def build_tiny_qwen2_5_vl(
     *,
     hidden_size: int = 64,
     num_layers: int = 2,
@@ -117,11 +129,8 @@ def save_tiny_qwen2_5_vl(
     vision_heads: int = 4,
     vision_intermediate_size: int | None = None,
     dtype: str = "float32",
-) -> Path:
-    """Save a Qwen2.5-VL checkpoint (model, tokenizer, processor) with random weights to ``path``.
-
-    Tiny by default; ``DOTS_SHAPE`` gives dots.ocr's dimensions for GPU benchmarks.
-    """
+) -> tuple[Any, Any]:
+    """A Qwen2.5-VL model with random weights (seeded) and its processor, in memory."""
     import torch
     from transformers import (
         Qwen2_5_VLConfig,
@@ -131,7 +140,6 @@ def save_tiny_qwen2_5_vl(
         Qwen2VLVideoProcessor,
     )
 
-    path = Path(path)
     tokenizer = byte_level_tokenizer(
         QWEN_SPECIAL_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
     )
@@ -179,9 +187,7 @@ def save_tiny_qwen2_5_vl(
         video_processor=Qwen2VLVideoProcessor(),
         chat_template=QWEN_CHAT_TEMPLATE,
     )
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return model, processor
 
 
 def save_tiny_gemma3(path: str | Path, *, hidden_size: int = 64, num_layers: int = 2, image_size: int = 64, seed: int = 0) -> Path:
@@ -232,6 +238,8 @@ def save_tiny_gemma3(path: str | Path, *, hidden_size: int = 64, num_layers: int
     )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # transformers initialises this projector to zeros: images would not reach the text model
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
     model.generation_config.eos_token_id = [token_id("<eos>"), token_id("<end_of_turn>")]
     model.generation_config.pad_token_id = token_id("<pad>")
     image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})

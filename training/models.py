@@ -1,0 +1,131 @@
+"""Build what each training job trains: model, processor, objective and how to save it.
+
+Pure model code (no Ray): the Ray Train loop asks for a ``Trainable`` by job kind and
+treats them all alike. Every rank builds the same thing (fixed seeds, deterministic SVD),
+and DeepSpeed broadcasts rank 0's parameters at initialisation anyway.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+import torch
+from torch import nn
+
+from training.objectives import DistillObjective, Objective, TaskObjective
+from training.settings import TrainSettings
+
+JobKind = Literal["reference", "distill", "lora"]
+
+#: model_types the training jobs accept (Qwen2.5-VL architecture and dots.ocr).
+TRAINABLE_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl", "dots_ocr", "gemma3")
+
+
+@dataclass
+class Trainable:
+    model: nn.Module  # the module the optimiser updates (its trainable parameters)
+    processor: Any
+    objective: Objective
+    save: Callable[[Path], None]  # writes the final artifact that the OCR engines load
+    info: dict[str, Any] = field(default_factory=dict)
+    frozen: list[nn.Module] = field(default_factory=list)  # modules to move to the device but never train
+
+
+def load_pretrained(
+    path: str, device: torch.device | str = "cpu", *, adapter: str | None = None, quantization_config: Any = None
+) -> tuple[nn.Module, Any]:
+    """A checkpoint through the same loader the OCR engines use (errors name the path).
+
+    With ``quantization_config`` (QLoRA) bitsandbytes places the weights on ``device`` itself.
+    """
+    from vlm.loading import ModelSource, load_model_and_processor
+
+    source = ModelSource(model=path, dtype="float32", device_map=None, attn_implementation="sdpa", adapter=adapter)
+    if quantization_config is not None:
+        extra = {"quantization_config": quantization_config, "device_map": {"": str(device)}, "dtype": torch.bfloat16}
+        return load_model_and_processor(source, TRAINABLE_MODEL_TYPES, extra_model_kwargs=extra)
+    model, processor = load_model_and_processor(source, TRAINABLE_MODEL_TYPES)
+    return model.to(device), processor
+
+
+def reference_trainable(settings: TrainSettings) -> Trainable:
+    """A fresh, randomly initialised small Qwen2.5-VL with a byte-level tokenizer built here."""
+    from vlm.tiny import build_tiny_qwen2_5_vl
+
+    model, processor = build_tiny_qwen2_5_vl(**settings.reference.shape(), seed=settings.optim.seed)
+    model.train()
+
+    def save(out: Path) -> None:
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+
+    return Trainable(model, processor, TaskObjective(), save, info={"params": sum(p.numel() for p in model.parameters())})
+
+
+def distill_trainable(
+    teacher_path: str, settings: TrainSettings, calibration_batches: Callable[[Any], Iterable[dict[str, Any]]] | None = None
+) -> Trainable:
+    """Teacher = the checkpoint, frozen; student = its PELA-compressed copy, trained to match it.
+
+    ``calibration_batches(processor)`` yields encoded batches for activation-aware SVD.
+    """
+    from compression.calibration import calibrate
+    from compression.lowrank import compress, select_linear_layers
+    from compression.persistence import save_compressed
+
+    distill = settings.distill
+    teacher, processor = load_pretrained(teacher_path)
+    teacher.eval().requires_grad_(False)
+    student = copy.deepcopy(teacher)
+    calibration = None
+    if distill.calibration != "none":
+        if calibration_batches is None:
+            raise ValueError("activation-aware compression needs calibration batches")
+        names = select_linear_layers(student, distill.target_modules, _exclude(distill.exclude_modules))
+        calibration = calibrate(teacher, calibration_batches(processor), names, method=distill.calibration)
+    stats = compress(
+        student,
+        distill.ratio,
+        target_modules=distill.target_modules,
+        exclude_modules=_exclude(distill.exclude_modules),
+        min_rank=distill.min_rank,
+        calibration=calibration,
+    )
+    student.train().requires_grad_(True)
+
+    def save(out: Path) -> None:
+        save_compressed(student, processor, out, stats)
+
+    objective = DistillObjective(teacher, student, distill.weights, distill.task_weight)
+    info = {"compression": {k: v for k, v in stats.to_dict().items() if k != "layers"}}
+    return Trainable(student, processor, objective, save, info=info, frozen=[teacher])
+
+
+def lora_trainable(base_path: str, settings: TrainSettings, merged: bool = False, device: torch.device | str = "cpu") -> Trainable:
+    """The base checkpoint with LoRA adapters (peft); only the adapters train.
+
+    QLoRA presets load the base in 4 or 8 bits, which needs bitsandbytes and CUDA; where
+    they are missing this raises ``QuantizationUnavailable`` saying what is missing.
+    """
+    from training.lora import LoraSettings, apply_lora, describe_trainable, quantization_config, save_adapter, trainable_parameters
+
+    lora = LoraSettings.model_validate(settings.lora)
+    base, processor = load_pretrained(base_path, device, quantization_config=quantization_config(lora))
+    model = apply_lora(base, lora)
+    model.train()
+    trainable, total, percent = trainable_parameters(model)
+
+    def save(out: Path) -> None:
+        save_adapter(model, out / "adapter", processor, merged_dir=out / "merged" if merged else None)
+
+    info = {"trainable_params": trainable, "total_params": total, "trainable_percent": percent, "summary": describe_trainable(model)}
+    return Trainable(model, processor, TaskObjective(), save, info=info)
+
+
+def _exclude(extra: list[str] | None) -> tuple[str, ...]:
+    from compression.lowrank import DEFAULT_EXCLUDE
+
+    return tuple(DEFAULT_EXCLUDE) + tuple(extra or ())

@@ -1,0 +1,123 @@
+"""The ``train`` section of ``ray_config.yaml``: one typed place for every training knob.
+
+The three training jobs (reference model, PELA distillation, LoRA fine-tuning) share the
+harness settings (workers, DeepSpeed, optimiser, checkpoints, data); each job also has its
+own subsection. Everything here can be overridden with ``--set train.key=value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from compression.settings import DistillationWeights
+from training.data.sources import ColumnMap
+from training.data.synthetic import SyntheticConfig
+from training.examples import DEFAULT_OCR_PROMPT
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScalingSettings(_Strict):
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (one process each; one GPU each with use_gpu)")
+    use_gpu: bool = Field(False, description="train on GPUs (NCCL) instead of CPUs (gloo)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker; also its torch thread count")
+
+
+class DeepSpeedSettings(_Strict):
+    zero_stage: int = Field(2, ge=0, le=3, description="ZeRO stage (2 shards optimiser state and gradients; 3 also parameters)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="training precision (bf16 on GPUs that have it)")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    offload_optimizer: bool = Field(False, description="ZeRO-Offload: keep optimiser state in CPU memory")
+
+
+class OptimSettings(_Strict):
+    micro_batch_size: int = Field(16, ge=1, description="examples per worker per micro-batch")
+    learning_rate: float = Field(1e-4, gt=0, description="peak learning rate of AdamW")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_steps: int = Field(50, ge=0, description="linear warm-up, then cosine decay to 0 at max_steps")
+    max_steps: int = Field(500, ge=1, description="optimiser steps of the run")
+    grad_clip: float = Field(1.0, ge=0, description="gradient-norm clip (0: off)")
+    seed: int = Field(0, description="model init, data order and dropout")
+
+
+class CheckpointSettings(_Strict):
+    every_steps: int = Field(100, ge=1, description="checkpoint (and report metrics) every K optimiser steps")
+    log_every_steps: int = Field(25, ge=0, description="print rank 0's loss every N steps (0: only at checkpoints)")
+    keep: int = Field(2, ge=1, description="checkpoints kept in storage")
+    storage_path: str = Field(
+        "./ray_results", description="where Ray Train writes checkpoints; shared storage (NFS, s3://...) on a multi-node cluster"
+    )
+    max_failures: int = Field(2, ge=-1, description="worker-failure retries, each resuming from the latest checkpoint (-1: forever)")
+
+
+class DataSettings(_Strict):
+    train_split: str = Field("train", description="split used for training")
+    eval_split: str = Field("val", description="split evaluated at checkpoints and at the end")
+    columns: ColumnMap = Field(default_factory=ColumnMap, description="dataset column names (image, text, question, choices, answer)")
+    eval_samples: int = Field(128, ge=0, description="examples evaluated (CER) at each checkpoint and at the end")
+    max_new_tokens: int = Field(48, ge=1, description="generation budget when evaluating")
+    prompt: str = Field(DEFAULT_OCR_PROMPT, description="instruction for rows without a question")
+
+
+class ReferenceSettings(_Strict):
+    """The from-scratch reference OCR model: a small Qwen2.5-VL."""
+
+    hidden_size: int = Field(256, description="language model width")
+    num_layers: int = Field(4, description="language model blocks")
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vision_depth: int = Field(4, description="vision tower blocks")
+    vision_hidden_size: int = Field(128, description="vision tower width")
+    vision_heads: int = 4
+    min_pixels: int = Field(28 * 28, description="processor pixel floor")
+    max_pixels: int = Field(28 * 28 * 24, description="processor pixel cap (a 28 px line up to 672 px wide)")
+    synthetic: SyntheticConfig = Field(
+        default_factory=lambda: SyntheticConfig(width=336, fonts=["DejaVuSansMono.ttf"]),
+        description="the lines it learns to read: DejaVu Sans Mono, fixed 336 px width (12 visual tokens)",
+    )
+    optim: OptimSettings = Field(
+        default_factory=lambda: OptimSettings(micro_batch_size=32, learning_rate=2e-3, warmup_steps=100, max_steps=1800),
+        description="a from-scratch run needs its own optimiser settings (used instead of train.optim)",
+    )
+    num_workers: int = Field(1, ge=1, description="workers of the reference run (on a 2-core machine one 2-thread worker is fastest)")
+    cpus_per_worker: float = Field(2.0, gt=0, description="CPUs (and torch threads) per worker of the reference run")
+    zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage of the reference run (one worker: nothing to shard)")
+    splits: dict[str, int] = Field(default_factory=lambda: {"train": 60000, "val": 500, "test": 1000}, description="synthetic lines per split")
+
+    def shape(self) -> dict[str, Any]:
+        """Keyword arguments of ``vlm.tiny.save_tiny_qwen2_5_vl``."""
+        return self.model_dump(exclude={"synthetic", "splits", "optim", "num_workers", "cpus_per_worker", "zero_stage"})
+
+
+class DistillSettings(_Strict):
+    ratio: float = Field(2.0, gt=1, description="PELA compression ratio of the student")
+    target_modules: str | list[str] = Field("all", description="compression preset (vision | language | all) or module patterns")
+    exclude_modules: list[str] | None = Field(None, description="extra patterns to leave dense (heads, norms, embeddings always are)")
+    min_rank: int = Field(1, ge=1, description="smallest rank a compressed layer gets")
+    calibration: Literal["none", "asvd", "whiten"] = Field("none", description="activation-aware SVD from a few training batches")
+    calibration_batches: int = Field(4, ge=1, description="training batches used for calibration")
+    task_weight: float = Field(1.0, ge=0, description="weight of the task cross-entropy")
+    weights: DistillationWeights = Field(default_factory=DistillationWeights, description="hidden MSE, logit KL, weight perturbation")
+
+
+class TrainSettings(_Strict):
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings)
+    optim: OptimSettings = Field(default_factory=OptimSettings)
+    checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
+    distill: DistillSettings = Field(default_factory=DistillSettings)
+    lora: dict[str, Any] = Field(default_factory=dict, description="LoRA settings (training.lora.LoraSettings)")
+
+    @model_validator(mode="after")
+    def _lora_valid(self) -> "TrainSettings":
+        if self.lora:
+            from training.lora import LoraSettings
+
+            LoraSettings.model_validate(self.lora)
+        return self
