@@ -254,22 +254,30 @@ def run_sweep(config: AppConfig, *, run_dir: Path | None = None, retry_errored: 
 
 
 def collect_rows(grid: Any) -> tuple[list[dict[str, Any]], bool]:
-    """One row per trial (point, metrics, status, error) and whether some trial is unfinished (an interrupted sweep)."""
+    """One row per trial (point, metrics, status, error) and whether some trial is unfinished (an interrupted sweep).
+
+    Metrics and errors come from the ``ResultGrid``; configs and statuses from the
+    experiment state, since a trial that never reported has no ``Result.config``.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    state = {trial.path: trial for trial in ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem).trials}
     results = [grid[i] for i in range(len(grid))]
-    interrupted = grid.num_terminated + grid.num_errors < len(results)
+    interrupted = any(trial.status not in ("TERMINATED", "ERROR") for trial in state.values())
     rows = []
     for result in results:
+        trial = state.get(result.path)
         metrics = dict(result.metrics or {})
-        point = TrialPoint.from_config(result.config or {})
-        row: dict[str, Any] = {"trial_id": metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_"), **point.as_dict(), "key": point.key}
+        point = TrialPoint.from_config(result.config or (trial.config if trial else {}))
+        trial_id = trial.trial_id if trial else Path(result.path).name.removeprefix("trial_")
+        row: dict[str, Any] = {"trial_id": trial_id, **point.as_dict(), "key": point.key}
         row.update({key: value for key, value in metrics.items() if key not in TUNE_KEYS})
         row.update(point.as_dict())  # the point's own values win over anything reported
-        if result.error is not None:
-            row.update(status="error", error=_error_text(result.error))
-        elif metrics.get("phase") == "final":
-            row["status"] = "done"
-        elif metrics and not interrupted:
-            row["status"] = "stopped"  # the scheduler ended it after an intermediate report
+        status = trial.status if trial else ("ERROR" if result.error is not None else "TERMINATED")
+        if result.error is not None or status == "ERROR":
+            row.update(status="error", error=_error_text(result.error) if result.error is not None else "failed (see the trial folder)")
+        elif status == "TERMINATED":
+            row["status"] = "done" if metrics.get("phase") == "final" else "stopped"  # stopped: by the scheduler, mid-distillation
         else:
             row["status"] = "unfinished"
         row["trial_dir"] = result.path

@@ -75,6 +75,14 @@ class ReferenceSettings(_Strict):
     vision_heads: int = 4
     min_pixels: int = Field(28 * 28, description="processor pixel floor")
     max_pixels: int = Field(28 * 28 * 24, description="processor pixel cap (a 28 px line up to 672 px wide)")
+    image_mean: float = Field(
+        1.0,
+        description=(
+            "processor normalisation mean; 1.0 maps white paper to 0, so a patch's features come from its ink only "
+            "(with CLIP's mean the paper dominates every patch and a model trained from scratch does not learn to read)"
+        ),
+    )
+    image_std: float = Field(0.5, gt=0, description="processor normalisation std")
     synthetic: SyntheticConfig = Field(
         default_factory=lambda: SyntheticConfig(width=336, fonts=["DejaVuSansMono.ttf"]),
         description="the lines it learns to read: DejaVu Sans Mono, fixed 336 px width (12 visual tokens)",

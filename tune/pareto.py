@@ -215,6 +215,10 @@ def plot(rows: Sequence[dict[str, Any]], analysis: dict[str, Any], path: Path, t
     flops = [r[FLOPS] for r in scored]
     if flops and min(flops) > 0 and max(flops) / min(flops) > 20:
         axes.set_xscale("log")
+    if baseline and baseline[FLOPS] > 0:
+        scale = baseline[FLOPS]
+        top = axes.secondary_xaxis("top", functions=(lambda x: x / scale, lambda f: f * scale))
+        top.set_xlabel("FLOPs per page / baseline", fontsize=8)
     axes.set_xlabel("FLOPs per page (vision + prefill + decoded tokens)")
     axes.set_ylabel("accuracy")
     axes.set_title(title or "compression sweep")

@@ -129,6 +129,8 @@ def build_tiny_qwen2_5_vl(
     vision_heads: int = 4,
     vision_intermediate_size: int | None = None,
     dtype: str = "float32",
+    image_mean: float | None = None,
+    image_std: float | None = None,
 ) -> tuple[Any, Any]:
     """A Qwen2.5-VL model with random weights (seeded) and its processor, in memory."""
     import torch
@@ -178,8 +180,11 @@ def build_tiny_qwen2_5_vl(
     model = Qwen2_5_VLForConditionalGeneration(config).to(getattr(torch, dtype)).eval()
     model.generation_config.eos_token_id = token_id("<|im_end|>")
     model.generation_config.pad_token_id = token_id("<|endoftext|>")
+    normalisation = {}
+    if image_mean is not None:  # e.g. 1.0 maps white paper to 0 (see training.settings.ReferenceSettings)
+        normalisation = {"image_mean": [image_mean] * 3, "image_std": [image_std or 0.5] * 3}
     image_processor = Qwen2VLImageProcessor(
-        size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, patch_size=14, merge_size=2, temporal_patch_size=2
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, patch_size=14, merge_size=2, temporal_patch_size=2, **normalisation
     )
     processor = Qwen2_5_VLProcessor(
         image_processor=image_processor,
