@@ -50,8 +50,6 @@ def train_reference(args: argparse.Namespace, config: AppConfig) -> dict[str, An
     out: Path = args.out.resolve()
     reference = config.train.reference
     config.train.optim = reference.optim
-    config.train.scaling = config.train.scaling.model_copy(update={"num_workers": args.workers or reference.num_workers, "cpus_per_worker": reference.cpus_per_worker})
-    config.train.deepspeed.zero_stage = reference.zero_stage
     if args.steps:
         config.train.optim.max_steps = args.steps
     data = ensure_synthetic_data(config, (args.data or out / "data").resolve())

@@ -88,17 +88,14 @@ class ReferenceSettings(_Strict):
         description="the lines it learns to read: DejaVu Sans Mono, fixed 336 px width (12 visual tokens)",
     )
     optim: OptimSettings = Field(
-        default_factory=lambda: OptimSettings(micro_batch_size=32, learning_rate=2e-3, warmup_steps=100, max_steps=1800),
+        default_factory=lambda: OptimSettings(micro_batch_size=16, learning_rate=2e-3, warmup_steps=100, max_steps=1800),
         description="a from-scratch run needs its own optimiser settings (used instead of train.optim)",
     )
-    num_workers: int = Field(1, ge=1, description="workers of the reference run (on a 2-core machine one 2-thread worker is fastest)")
-    cpus_per_worker: float = Field(2.0, gt=0, description="CPUs (and torch threads) per worker of the reference run")
-    zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage of the reference run (one worker: nothing to shard)")
     splits: dict[str, int] = Field(default_factory=lambda: {"train": 60000, "val": 500, "test": 1000}, description="synthetic lines per split")
 
     def shape(self) -> dict[str, Any]:
         """Keyword arguments of ``vlm.tiny.save_tiny_qwen2_5_vl``."""
-        return self.model_dump(exclude={"synthetic", "splits", "optim", "num_workers", "cpus_per_worker", "zero_stage"})
+        return self.model_dump(exclude={"synthetic", "splits", "optim"})
 
 
 class DistillSettings(_Strict):
