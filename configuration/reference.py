@@ -9,6 +9,7 @@ import json
 from typing import Any, Iterator
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from configuration.schema import AppConfig
 from engines import registry
@@ -29,12 +30,12 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str]]
             default = default.model_dump(mode="json")
         if isinstance(default, tuple):
             default = list(default)
-        yield key, json.dumps(default), (field.description or "").replace("|", "\\|")
+        yield key, json.dumps(to_jsonable_python(default)), (field.description or "").replace("|", "\\|")
 
 
 def reference_markdown() -> str:
     lines = ["| key | default | meaning |", "|---|---|---|"]
-    for section in ("cluster", "ocr", "train"):
+    for section in ("cluster", "ocr", "train", "tune"):
         annotation = AppConfig.model_fields[section].annotation
         lines += [f"| `{key}` | `{default}` | {text} |" for key, default, text in _rows(annotation, f"{section}.")]
     from training.lora import LoraSettings
@@ -53,8 +54,9 @@ def update_readme(path: str = "README.md") -> None:
     text = open(path, encoding="utf-8").read()
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
+    table = reference_markdown()  # before opening the file for writing: a failure must not empty the README
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(head + start + reference_markdown() + end + tail)
+        handle.write(head + start + table + end + tail)
 
 
 if __name__ == "__main__":

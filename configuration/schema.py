@@ -1,7 +1,7 @@
 """Typed sections of ``ray_config.yaml``.
 
 Every model forbids unknown keys, so a typo fails loudly with the key's dotted path.
-Section ``train`` is defined by ``training.settings``; ``tune`` is a placeholder for the sweep.
+Sections ``train`` and ``tune`` are defined by the jobs that own them (``training.settings``, ``tune.settings``).
 """
 
 from __future__ import annotations

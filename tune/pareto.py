@@ -223,7 +223,7 @@ def plot(rows: Sequence[dict[str, Any]], analysis: dict[str, Any], path: Path, t
     axes.set_ylabel("accuracy")
     axes.set_title(title or "compression sweep")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="best")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
