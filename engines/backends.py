@@ -1,4 +1,4 @@
-"""Pick the generation back-end an engine runs on: batched transformers ``generate`` or vLLM."""
+"""Pick the generation back-end an engine runs on: transformers (``generate`` or static decoding) or vLLM."""
 
 from __future__ import annotations
 
@@ -21,7 +21,16 @@ def build_generator(
     model, processor = load_model_and_processor(options, expected_model_types)
     set_pixel_budget(processor, options.min_pixels, options.max_pixels)
     model, processor = install_pooling(model, processor, options.pooling, options.model)
-    return TransformersGenerator(model, processor, options.batch_size)
+    from engines.static_decoding import StaticDecodingGenerator, resolve_compile, resolve_decode
+
+    try:
+        decode = resolve_decode(options.decode, model)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from error
+    if decode == "static":
+        compile_step = resolve_compile(options.compile, model)
+        return StaticDecodingGenerator(model, processor, options.batch_size, memory_fraction=options.memory_fraction, compile=compile_step)
+    return TransformersGenerator(model, processor, options.batch_size, memory_fraction=options.memory_fraction)
 
 
 def set_pixel_budget(processor: object, min_pixels: int, max_pixels: int) -> None:

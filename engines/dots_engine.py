@@ -5,7 +5,8 @@ Per batch of pages:
 1. each page is resized the way the model expects (sides multiples of 28, area within
    min/max pixels) and paired with the prompt of the configured mode, in the model's
    own words (``engines.dots_prompts``);
-2. one batched ``generate`` (or vLLM) call answers all pages;
+2. one generator call answers all pages: on CUDA static-cache decoding with slot refill
+   (``engines.static_decoding``), else batched ``generate``, or vLLM;
 3. the output is parsed (``engines.dots_output``): boxes go back to page pixels, tables
    stay HTML, formulas LaTeX, pictures lose their text (picture OCR reads them);
 4. pages whose output was cut off or invalid are generated again, alone in a smaller
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
-from engines.base import Element, PageError, PageImage, PageLayout
+from engines.base import Element, PageError, PageImage, PageLayout, PageMeta
 from engines.dots_output import model_input_size, parse_layout, parse_text
 from engines.dots_prompts import PromptMode, build_prompt, expects_json
 from engines.generation import Generated, Request
@@ -43,7 +45,10 @@ class DotsOptions(GenerativeEngineOptions):
     grounding_bbox: list[float] | None = Field(
         None, min_length=4, max_length=4, description="grounding_ocr mode: [x0, y0, x1, y1] in page pixels, read on every page"
     )
-    batch_size: int = Field(6, ge=1, description="pages per generate call (halved automatically on CUDA out-of-memory)")
+    batch_size: int = Field(
+        64, ge=1, description="pages decoded at once (static decoding: slots; give the pool a batch_size at least this large); "
+        "on CUDA lowered to fit memory_fraction, halved on out-of-memory"
+    )
     max_new_tokens: int = Field(8192, ge=1, description="token budget of the first attempt")
     max_pixels: int = Field(11_289_600, ge=784, description="pages are resized to at most this many pixels (dots.ocr default)")
 
@@ -64,6 +69,18 @@ class DotsLayoutEngine:
 
         self.options = options
         self.generator = generator or build_generator(options, DOTS_MODEL_TYPES)
+        self.warmup_s = self._warm_up()
+
+    def _warm_up(self) -> float:
+        """Compiled static decoding: build the decode graphs now, at actor start, for a blank letter-size page."""
+        warm_up = getattr(self.generator, "warm_up", None)
+        if warm_up is None or not getattr(self.generator, "compiled", False) or self.options.warmup_page_pixels == 0:
+            return 0.0
+        height = max(28, round((self.options.warmup_page_pixels * 11 / 8.5) ** 0.5))
+        width = max(28, round(self.options.warmup_page_pixels / height))
+        meta = PageMeta(doc_id="warm-up", source="warm-up", page_number=1, width=width, height=height)
+        request, _ = self._request(PageImage(image=np.full((height, width, 3), 255, dtype=np.uint8), meta=meta))
+        return float(warm_up([request], self.options.max_new_tokens))
 
     def layout(self, pages: Sequence[PageImage]) -> list[PageLayout]:
         requests, sizes = [], []

@@ -9,7 +9,7 @@ and tiny crops lose their strokes in that resize. One ``generate`` call per batc
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from PIL import Image
@@ -30,7 +30,10 @@ class GemmaOptions(GenerativeEngineOptions):
     model: str = Field("google/gemma-3n-E4B-it", description="local checkpoint folder or hub id (Gemma 3n or Gemma 3)")
     prompt: str = Field(DEFAULT_PROMPT, min_length=1, description="instruction sent with every crop")
     min_side: int = Field(256, ge=1, description="crops whose shorter side is below this are upscaled to it")
-    batch_size: int = Field(16, ge=1, description="crops per generate call (halved automatically on CUDA out-of-memory)")
+    batch_size: int = Field(16, ge=1, description="crops per generate call (on CUDA lowered to fit memory_fraction, halved on out-of-memory)")
+    decode: Literal["auto", "dynamic"] = Field(
+        "auto", description="Gemma's sliding-window cache layers rule out static decoding: auto and dynamic both run generate"
+    )
     max_new_tokens: int = Field(512, ge=1, description="token budget per crop")
     extra_max_new_tokens: int = Field(512, ge=0, description="added to the budget for crops whose text was cut off (0: no retry)")
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vlm.loading import ModelSource
 
 PoolingMethod = Literal["none", "avg", "max", "norm_drop"]
+DecodeMode = Literal["auto", "dynamic", "static"]
+CompileMode = Literal["auto", "on", "off"]
 
 
 class PoolingOptions(BaseModel):
@@ -85,7 +87,23 @@ class GenerativeEngineOptions(ModelSource):
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="transformers: batched generate; vllm: continuous batching (GPU, pip install 'docvlm[vllm]')"
     )
-    batch_size: int = Field(8, ge=1, description="images per generate call (halved automatically on CUDA out-of-memory)")
+    batch_size: int = Field(
+        8, ge=1, description="images decoded at once (static decoding: slots); on CUDA lowered to fit memory_fraction, halved on out-of-memory"
+    )
+    decode: DecodeMode = Field(
+        "auto",
+        description="dynamic: plain generate; static: compiled static-cache decoding, finished pages' slots refilled "
+        "(Qwen2-VL-family and dots.ocr models); auto: static on CUDA where the model allows it",
+    )
+    compile: CompileMode = Field(
+        "auto", description="static decoding: torch.compile the decode step (CUDA graphs on CUDA); auto: on CUDA only"
+    )
+    memory_fraction: float = Field(
+        0.85, gt=0, le=1, description="share of free GPU memory the KV cache may take when the batch size is picked (CUDA)"
+    )
+    warmup_page_pixels: int = Field(
+        2_000_000, ge=0, description="static decoding on CUDA: compile the decode shapes at actor start for a page of this many pixels (0: on first use)"
+    )
     min_pixels: int = Field(3136, ge=784, description="images are resized to at least this many pixels")
     max_pixels: int = Field(11_289_600, ge=784, description="images are resized to at most this many pixels")
     max_new_tokens: int = Field(4096, ge=1, description="token budget of the first attempt")
@@ -105,4 +123,6 @@ class GenerativeEngineOptions(ModelSource):
             raise ValueError(f"min_pixels {self.min_pixels} is larger than max_pixels {self.max_pixels}")
         if self.backend == "vllm" and not self.pooling.is_identity:
             raise ValueError(f"pooling {self.pooling.label} needs backend: transformers (vLLM runs its own model code)")
+        if self.backend == "vllm" and self.decode == "static":
+            raise ValueError("decode: static needs backend: transformers (vLLM schedules its own decoding)")
         return self
