@@ -15,15 +15,16 @@ from configuration.schema import AppConfig
 from engines import registry
 
 
-def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str]]:
-    instance = model()
+def _rows(model: type[BaseModel], prefix: str, instance: BaseModel | None = None) -> Iterator[tuple[str, str, str]]:
+    """One row per leaf setting; nested sections show the defaults their parent gives them (not their type's)."""
+    instance = instance if instance is not None else model()
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
         if key.endswith(".options") or key == "train.lora":
             continue  # engine options and LoRA settings: listed with their own models below
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from _rows(annotation, f"{key}.")
+            yield from _rows(annotation, f"{key}.", getattr(instance, name))
             continue
         default: Any = getattr(instance, name)
         if isinstance(default, BaseModel):

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--kinds", default="words,numbers", help="comma list of words, numbers, formulas")
     synthetic.add_argument("--fonts", default="DejaVuSans.ttf", help="comma list of font file names or paths")
     synthetic.add_argument("--seed", type=int, default=0)
-    synthetic.add_argument("--width", type=int, help="fixed image width in px (the reference model reads 336 px lines)")
+    synthetic.add_argument("--width", type=int, help="fixed image width in px (the reference model reads 672 px lines)")
+    synthetic.add_argument("--pitch", type=int, help="fixed character pitch in px (the reference model reads 28 px cells)")
+    synthetic.add_argument("--font-size", default="16,20", help="font size range in px, MIN,MAX (the reference model: 22,26)")
     synthetic.add_argument("--max-chars", type=int, default=24, help="longest word or number line")
     synthetic.add_argument("--no-augment", action="store_true", help="clean renderings (no noise, blur, rotation)")
 
@@ -103,6 +105,8 @@ def make_synthetic(args: argparse.Namespace) -> dict[str, tuple[Path, int]]:
             seed=args.seed,
             augment=not args.no_augment,
             width=args.width,
+            pitch=args.pitch,
+            font_size=_font_size(args.font_size),
             max_chars=args.max_chars,
         )
         for font in config.fonts:
@@ -115,6 +119,16 @@ def make_synthetic(args: argparse.Namespace) -> dict[str, tuple[Path, int]]:
         raise BadInput("--kinds and --fonts need at least one entry each")
     paths = write_splits(config, args.out, sizes)
     return {split: (paths[split], sizes[split]) for split in paths}
+
+
+def _font_size(value: str) -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in value.split(","))
+    except ValueError:
+        raise BadInput(f"--font-size {value!r}: expected MIN,MAX in px, e.g. 22,26") from None
+    if not 0 < low <= high:
+        raise BadInput(f"--font-size {value!r}: need 0 < MIN <= MAX")
+    return low, high
 
 
 def _first_error(exc: ValidationError) -> str:

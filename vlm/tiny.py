@@ -131,8 +131,15 @@ def build_tiny_qwen2_5_vl(
     dtype: str = "float32",
     image_mean: float | None = None,
     image_std: float | None = None,
+    rope_theta: float = 10000.0,
+    mrope_section: list[int] | None = None,
 ) -> tuple[Any, Any]:
-    """A Qwen2.5-VL model with random weights (seeded) and its processor, in memory."""
+    """A Qwen2.5-VL model with random weights (seeded) and its processor, in memory.
+
+    ``mrope_section`` splits the rotary frequencies of a head between the temporal, height
+    and width position axes, highest frequencies first (default: half to time, a quarter
+    each to height and width, as Qwen2.5-VL does).
+    """
     import torch
     from transformers import (
         Qwen2_5_VLConfig,
@@ -147,7 +154,10 @@ def build_tiny_qwen2_5_vl(
     )
     token_id = tokenizer.convert_tokens_to_ids
     half_head_dim = hidden_size // num_heads // 2  # M-RoPE splits half the head dim over t, h, w
-    mrope_section = [half_head_dim - 2 * (half_head_dim // 4), half_head_dim // 4, half_head_dim // 4]
+    if mrope_section is None:
+        mrope_section = [half_head_dim - 2 * (half_head_dim // 4), half_head_dim // 4, half_head_dim // 4]
+    elif sum(mrope_section) != half_head_dim or len(mrope_section) != 3:
+        raise ValueError(f"mrope_section {mrope_section} must be three numbers summing to half the head dim ({half_head_dim})")
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
@@ -157,7 +167,7 @@ def build_tiny_qwen2_5_vl(
             "num_attention_heads": num_heads,
             "num_key_value_heads": num_kv_heads,
             "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta, "mrope_section": list(mrope_section)},
             "eos_token_id": token_id("<|im_end|>"),
             "pad_token_id": token_id("<|endoftext|>"),
             "bos_token_id": token_id("<|endoftext|>"),

@@ -12,6 +12,7 @@ overlap another split's by construction of the seeds.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -101,6 +102,14 @@ class SyntheticConfig(BaseModel):
         description="fixed image width in px, text left-aligned (a wider line is scaled down to fit); null: width follows the text",
     )
     font_size: tuple[int, int] = Field((16, 20), description="font size range in px")
+    pitch: int | None = Field(
+        None,
+        ge=8,
+        description=(
+            "fixed character pitch in px: each character is centred in its own cell (typewriter layout); "
+            "null: the font's own advance"
+        ),
+    )
     augment: bool = Field(True, description="offset, ink/paper grey, noise, blur, slight rotation")
     seed: int = Field(0, description="lines are a pure function of (seed, split, index)")
 
@@ -177,22 +186,28 @@ def sample_formula(rng: random.Random) -> str:
     )()
 
 
-def render_line(text: str, font_path: Path, *, height: int, font_size: int, rng: random.Random | None, formula: bool = False):
-    """Render one line as an RGB image; with ``rng``, augmented."""
-    from PIL import Image, ImageDraw, ImageFilter
+def render_line(
+    text: str,
+    font_path: Path,
+    *,
+    height: int,
+    font_size: int,
+    rng: random.Random | None,
+    formula: bool = False,
+    pitch: int | None = None,
+    width: int | None = None,
+):
+    """Render one line as an RGB image, on a ``width`` px canvas if given; with ``rng``, augmented."""
+    from PIL import Image, ImageFilter
 
     if formula:
         image = _render_mathtext(text, font_size, height)
+    elif pitch is not None:
+        image = _render_pitched(text, _load_font(str(font_path), font_size), height, pitch, rng)
     else:
-        font = _load_font(str(font_path), font_size)
-        left, top, right, bottom = font.getbbox(text)
-        pad = 4
-        width = max(right - left + 2 * pad, height)
-        image = Image.new("L", (width, height), 255)
-        y = (height - (bottom - top)) // 2 - top
-        if rng is not None:
-            y += rng.randint(-2, 2)
-        ImageDraw.Draw(image).text((pad - left, y), text, font=font, fill=0)
+        image = _render_proportional(text, _load_font(str(font_path), font_size), height, rng)
+    if width is not None:
+        image = fit_width(image, width)
     if rng is None:
         return image.convert("RGB")
     import numpy as np
@@ -204,9 +219,41 @@ def render_line(text: str, font_path: Path, *, height: int, font_size: int, rng:
     image = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
-    if rng.random() < 0.3:
-        image = image.rotate(rng.uniform(-1.5, 1.5), fillcolor=paper, expand=False)
+    if rng.random() < 0.3:  # at most ~2 px of vertical drift at the line's ends, however long it is
+        limit = min(1.5, math.degrees(math.atan(4 / image.width)))
+        image = image.rotate(rng.uniform(-limit, limit), fillcolor=paper, expand=False)
     return image.convert("RGB")
+
+
+def _render_proportional(text: str, font, height: int, rng: random.Random | None):
+    from PIL import Image, ImageDraw
+
+    left, top, right, bottom = font.getbbox(text)
+    pad = 4
+    image = Image.new("L", (max(right - left + 2 * pad, height), height), 255)
+    y = (height - (bottom - top)) // 2 - top + (rng.randint(-2, 2) if rng is not None else 0)
+    ImageDraw.Draw(image).text((pad - left, y), text, font=font, fill=0)
+    return image
+
+
+def _render_pitched(text: str, font, height: int, pitch: int, rng: random.Random | None):
+    """Each character centred in its own ``pitch``-wide cell, cell k at ``k * pitch``.
+
+    With the pitch equal to a visual token's width (28 px for Qwen2.5-VL) the k-th
+    character is the k-th token column, so reading order is a fixed offset between text
+    and image positions that a model trained from scratch learns within minutes.
+    """
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (max(len(text) * pitch, height), height), 255)
+    draw = ImageDraw.Draw(image)
+    _, top, _, bottom = font.getbbox("Hgjy")  # one baseline for the whole line
+    y = (height - (bottom - top)) // 2 - top + (rng.randint(-2, 2) if rng is not None else 0)
+    for index, char in enumerate(text):
+        jitter = rng.randint(-2, 2) if rng is not None else 0
+        x = index * pitch + (pitch - font.getlength(char)) / 2 + jitter
+        draw.text((x, y), char, font=font, fill=0)
+    return image
 
 
 @lru_cache(maxsize=256)
@@ -275,9 +322,9 @@ def generate_lines(config: SyntheticConfig, split: str, count: int) -> Iterator[
             font_size=rng.randint(*config.font_size),
             rng=rng if config.augment else None,
             formula=kind == "formulas",
+            pitch=config.pitch,
+            width=config.width,
         )
-        if config.width is not None:
-            image = fit_width(image, config.width)
         yield image, text
 
 
