@@ -31,6 +31,22 @@ def is_job_server_address(address: str) -> bool:
     return address.startswith(("http://", "https://"))
 
 
+def _stay_on_loopback(node_ip_address: str) -> None:
+    """Keep a local Ray asked for 127.0.0.1 on 127.0.0.1.
+
+    Ray replaces a loopback node address by the machine's outward IP (so that other nodes
+    could join), which leaves GCS and raylet listening on every interface. Its only switch
+    is the one it uses on macOS and Windows (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``): set it
+    for the processes Ray spawns and for this one, where Ray read it at import.
+    """
+    if node_ip_address not in ("127.0.0.1", "localhost", "::1"):
+        return
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 @contextlib.contextmanager
 def ray_connection(cluster: ClusterConfig) -> Iterator[str]:
     """Yield a description of the Ray we are on; shut down only what we started or joined."""
@@ -42,6 +58,7 @@ def ray_connection(cluster: ClusterConfig) -> Iterator[str]:
     if cluster.runtime_env:
         kwargs["runtime_env"] = cluster.runtime_env
     if address is None:
+        _stay_on_loopback(cluster.node_ip_address)
         kwargs.update(
             address="local",
             _node_ip_address=cluster.node_ip_address,
