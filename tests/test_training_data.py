@@ -335,3 +335,14 @@ def test_cli_from_reports_round_trip(report_dir, tmp_path, capsys):
     assert main(["from-reports", str(report_dir), "--out", str(out), "--val-fraction", "0.6", "--test-fraction", "0.5"]) == 2
     assert main(["from-reports", str(report_dir), "--out", str(out), "--categories", "Paragraph"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_pitched_lines_put_the_kth_character_in_the_kth_cell() -> None:
+    from training.data.synthetic import generate_lines
+
+    config = SyntheticConfig(width=672, pitch=28, fonts=["DejaVuSansMono.ttf"], font_size=(22, 26), augment=False, seed=3)
+    for image, text in generate_lines(config, "test", 8):
+        assert image.size == (672, 28)
+        ink = np.asarray(image.convert("L")) < 128
+        inked_cells = [bool(ink[:, 28 * k + 2 : 28 * (k + 1) - 2].any()) for k in range(24)]
+        assert inked_cells == [k < len(text) and not text[k].isspace() for k in range(24)], text
