@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     import ray
 
     ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "RAY_worker_niceness": "0"}})  # as the job's cluster.worker_niceness
     try:
         for actors in (1, 2):
             figures[f"pipeline_{actors}_actor"] = pipeline(inputs, actors)

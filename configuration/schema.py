@@ -36,6 +36,15 @@ class ClusterConfig(Strict):
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
     num_gpus: int | None = Field(None, ge=0, description="GPUs of a local Ray (default: detected)")
     object_store_memory: int | None = Field(None, ge=78_643_200, description="bytes of object store for a local Ray")
+    worker_niceness: int | None = Field(
+        0,
+        ge=0,
+        le=19,
+        description=(
+            "nice value of a local Ray's worker processes (null: Ray's default 15, under which the driver and Ray's "
+            "own processes take the cores from the actors on a small machine)"
+        ),
+    )
 
     @field_validator("address")
     @classmethod

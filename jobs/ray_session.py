@@ -59,6 +59,10 @@ def ray_connection(cluster: ClusterConfig) -> Iterator[str]:
         kwargs["runtime_env"] = cluster.runtime_env
     if address is None:
         _stay_on_loopback(cluster.node_ip_address)
+        if cluster.worker_niceness is not None:  # Ray reads it from the workers' environment (its job supervisor does the same)
+            runtime_env = dict(cluster.runtime_env)
+            runtime_env["env_vars"] = {"RAY_worker_niceness": str(cluster.worker_niceness), **runtime_env.get("env_vars", {})}
+            kwargs["runtime_env"] = runtime_env
         kwargs.update(
             address="local",
             _node_ip_address=cluster.node_ip_address,
