@@ -113,8 +113,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import ray
 
+    from configuration.schema import ClusterConfig
+
+    niceness = ClusterConfig().worker_niceness  # what the job's own local Ray uses
+    env_vars = {"OMP_NUM_THREADS": "1", **({"RAY_worker_niceness": str(niceness)} if niceness is not None else {})}
     ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "RAY_worker_niceness": "0"}})  # as the job's cluster.worker_niceness
+             runtime_env={"env_vars": env_vars})
     try:
         for actors in (1, 2):
             figures[f"pipeline_{actors}_actor"] = pipeline(inputs, actors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -19,6 +20,17 @@ def samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("samples")
     generate(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def three_reports_and_a_page(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Path:
+    """Three copies of the born-digital report (text layer) and a page image (read by RapidOCR):
+    enough documents for actors to share, small enough for fault and multi-node tests."""
+    folder = tmp_path_factory.mktemp("three_reports")
+    for copy in range(3):
+        shutil.copy(samples_dir / "report.pdf", folder / f"report_{copy}.pdf")
+    shutil.copy(samples_dir / "report_page1.png", folder / "report_page1.png")
+    return folder
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:

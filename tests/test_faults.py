@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,12 +23,8 @@ NO_PICTURES = ["--set", "ocr.picture.enabled=false", "--no-markdown"]
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, samples_dir) -> Path:
-    folder = tmp_path_factory.mktemp("fault_inputs")
-    for copy in range(3):
-        shutil.copy(samples_dir / "report.pdf", folder / f"report_{copy}.pdf")
-    shutil.copy(samples_dir / "report_page1.png", folder / "report_page1.png")
-    return folder
+def inputs(three_reports_and_a_page) -> Path:
+    return three_reports_and_a_page
 
 
 def _pages(out: Path) -> dict[str, list[dict]]:

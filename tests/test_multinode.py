@@ -131,13 +131,8 @@ def _add_node(cluster, num_cpus: int):
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, samples_dir) -> Path:
-    """Born-digital PDFs (text layer) and a page image (read by RapidOCR inside the layout engine)."""
-    folder = tmp_path_factory.mktemp("multinode_inputs")
-    for copy in range(3):
-        shutil.copy(samples_dir / "report.pdf", folder / f"report_{copy}.pdf")
-    shutil.copy(samples_dir / "report_page1.png", folder / "report_page1.png")
-    return folder
+def inputs(three_reports_and_a_page) -> Path:
+    return three_reports_and_a_page
 
 
 @pytest.fixture(scope="module")
