@@ -57,9 +57,18 @@ class EngineHost:
 
 
 class LayoutActor(EngineHost):
-    """Hosts a layout engine (pymupdf, dots, ...) chosen by name."""
+    """Hosts a layout engine (pymupdf, dots, ...) chosen by name.
+
+    ``keep_pixels``: pass the page image on (the crop stage needs it); without picture
+    OCR it is dropped here, the last stage that reads it.
+    """
 
     kind = "layout"
+
+    def __init__(self, engine: str, options: dict[str, Any], retries: int, page_timeout_s: float | None = None,
+                 keep_pixels: bool = True):
+        super().__init__(engine, options, retries, page_timeout_s)
+        self.keep_pixels = keep_pixels
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         rows = batch_to_rows(batch)
@@ -82,6 +91,8 @@ class LayoutActor(EngineHost):
             row["layout_info"] = json.dumps(layout.info, ensure_ascii=False)
         for row in rows:
             row.pop("pdf_bytes", None)
+            if not self.keep_pixels:
+                row.pop("pixels", None)
             row.setdefault("engine_layout", "")
             row.setdefault("layout_json", "")
             row.setdefault("layout_info", "")

@@ -1,4 +1,4 @@
-"""Ray Data stage functions (stateless CPU tasks): read, split, crop, assemble.
+"""Stage functions: read, split and crop run as Ray Data CPU tasks; assemble on the driver.
 
 Each one catches its own errors per row and records them, because Ray Data's own error
 tolerance drops whole blocks. A row that already carries an error passes through the
@@ -121,11 +121,11 @@ def page_image(row: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(row["pixels"], dtype=np.uint8).reshape(int(row["height"]), int(row["width"]), 3)
 
 
-def crop_page(row: dict[str, Any], crop: dict[str, Any], enabled: bool) -> dict[str, Any]:
+def crop_page(row: dict[str, Any], crop: dict[str, Any]) -> dict[str, Any]:
     """Cut picture regions out of a page for picture OCR; drop the page pixels afterwards."""
     started = time.perf_counter()
     crops: list = []
-    if enabled and not has_error(row) and row.get("layout_json"):
+    if not has_error(row) and row.get("layout_json"):
         try:
             crops = crop_pictures(page_image(row), json.loads(row["layout_json"]), **crop)
         except Exception as exc:  # noqa: BLE001 - recorded on the page

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from configuration.schema import AppConfig
 
@@ -83,8 +83,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_config(paths: Iterable[Path | str] = (), overrides: Iterable[str] = ()) -> AppConfig:
-    """Merge config files (later ones win, section by section), apply overrides, validate."""
-    merged: dict[str, Any] = {}
+    """Merge config files (later ones win, section by section), apply overrides, validate.
+
+    Everything is merged onto the defaults (``section_defaults``), so a file or override
+    that sets one key of a section keeps that section's other defaults. Validating a
+    partial mapping instead would take the rest from the section's *type*:
+    ``ocr.picture.pool.num_cpus=1`` would turn the picture pool's default concurrency
+    [1, 1] into ActorPoolConfig's [1, 2].
+    """
+    merged: dict[str, Any] = section_defaults(AppConfig())
     origins = []
     for path in paths:
         path = Path(path)
@@ -98,6 +105,23 @@ def load_config(paths: Iterable[Path | str] = (), overrides: Iterable[str] = ())
         return AppConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, ", ".join(origins) or "defaults")) from None
+
+
+def section_defaults(model: BaseModel) -> dict[str, Any]:
+    """``model``'s values as plain data, without its free-form mappings.
+
+    Mappings such as an engine's ``options`` or ``runtime_env`` are set as a whole by whoever
+    sets them: the default layout engine's options must not be merged into another engine's.
+    """
+    dumped = model.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            out[name] = section_defaults(value)
+        elif not isinstance(value, dict):
+            out[name] = dumped[name]
+    return out
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> None:

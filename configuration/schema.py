@@ -45,6 +45,15 @@ class ClusterConfig(Strict):
             "own processes take the cores from the actors on a small machine)"
         ),
     )
+    idle_workers_kept: int | None = Field(
+        8,
+        ge=0,
+        description=(
+            "idle worker processes a local Ray keeps for the CPU-stage tasks (Ray's num_workers_soft_limit; null: "
+            "Ray's default, the unreserved CPUs, which is 0 once the actor pools reserve them, so every task then "
+            "starts a fresh Python worker)"
+        ),
+    )
 
     @field_validator("address")
     @classmethod

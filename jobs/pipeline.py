@@ -4,14 +4,19 @@
       -> map(read_document)             read bytes, sha256, sniff type        (CPU tasks)
       -> flat_map(split_document)       one row per selected page, rasterized (CPU tasks)
       -> map_batches(LayoutActor)       layout engine actor pool              (CPU or GPU)
-      -> map(crop_page)                 picture-region crops                  (CPU tasks)
-      -> map_batches(PictureOCRActor)   picture OCR actor pool                (CPU or GPU)
-      -> map(assemble_page)             page record, validated                (CPU tasks)
-      -> driver: DocumentAssembler      per-document report, written atomically
+      -> map(crop_page)                 picture-region crops                  (CPU tasks; with picture OCR)
+      -> map_batches(PictureOCRActor)   picture OCR actor pool                (CPU or GPU; when enabled)
+      -> driver: assemble_page          page record, validated
+         DocumentAssembler              per-document report, written atomically
 
 Documents are re-grouped on the driver rather than with ``groupby``: a groupby is an
 all-to-all barrier that would wait for the whole input, while the driver can write each
 report as soon as its last page arrives, which also makes a killed run resumable.
+
+Page records are assembled on the driver too (about a millisecond per page), not in a
+last ``map``: Ray Data's resource allocator gives the last operator what the actor pools
+leave, which on a small node is nothing, so its tasks waited until the actors finished
+and no report was written before the end of the run (``docs/ocr-pipeline.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import ray
 from ray.data import ActorPoolStrategy, DataContext, Dataset
 
 from actors.engine_actors import LayoutActor, PictureOCRActor
-from actors.stages import assemble_page, crop_page, read_document, split_document
+from actors.stages import crop_page, read_document, split_document
 from configuration.schema import ActorPoolConfig, OCRConfig
 from documents.inputs import InputDocument
 
@@ -87,17 +92,19 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
     ds = ds.flat_map(split_document, fn_kwargs={"limits": limits}, num_cpus=cpu)
     ds = ds.map_batches(
         LayoutActor,
-        fn_constructor_kwargs={"engine": ocr.layout.engine, "options": ocr.layout.options, "retries": ocr.retries, "page_timeout_s": ocr.page_timeout_s},
+        fn_constructor_kwargs={
+            "engine": ocr.layout.engine, "options": ocr.layout.options, "retries": ocr.retries,
+            "page_timeout_s": ocr.page_timeout_s, "keep_pixels": ocr.picture.enabled,
+        },
         **_pool_args(ocr.layout.pool),
     )
-    crop = ocr.picture.crop.model_dump()
+    if not ocr.picture.enabled:  # the layout actors dropped the pixels: nothing left to crop
+        return ds
     # Per page: bundling rows up to the picture batch size here would hold pages back
     # before the picture actors, which bundle for themselves.
-    ds = ds.map(crop_page, fn_kwargs={"crop": crop, "enabled": ocr.picture.enabled}, num_cpus=cpu)
-    if ocr.picture.enabled:
-        ds = ds.map_batches(
-            PictureOCRActor,
-            fn_constructor_kwargs={"engine": ocr.picture.engine, "options": ocr.picture.options, "retries": ocr.retries, "page_timeout_s": ocr.page_timeout_s},
-            **_pool_args(ocr.picture.pool),
-        )
-    return ds.map(assemble_page, num_cpus=cpu)
+    ds = ds.map(crop_page, fn_kwargs={"crop": ocr.picture.crop.model_dump()}, num_cpus=cpu)
+    return ds.map_batches(
+        PictureOCRActor,
+        fn_constructor_kwargs={"engine": ocr.picture.engine, "options": ocr.picture.options, "retries": ocr.retries, "page_timeout_s": ocr.page_timeout_s},
+        **_pool_args(ocr.picture.pool),
+    )

@@ -63,6 +63,9 @@ def ray_connection(cluster: ClusterConfig) -> Iterator[str]:
             runtime_env = dict(cluster.runtime_env)
             runtime_env["env_vars"] = {"RAY_worker_niceness": str(cluster.worker_niceness), **runtime_env.get("env_vars", {})}
             kwargs["runtime_env"] = runtime_env
+        if cluster.idle_workers_kept is not None:
+            # Ray kills idle workers beyond this after 1 s; its default is the unreserved CPUs.
+            kwargs["_system_config"] = {"num_workers_soft_limit": cluster.idle_workers_kept}
         kwargs.update(
             address="local",
             _node_ip_address=cluster.node_ip_address,

@@ -64,6 +64,7 @@ def run_ocr(config: AppConfig, inputs: list[str], out_dir: Path, force: bool = F
 def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_fingerprint: str, summary: RunSummary) -> None:
     import ray
 
+    from actors.stages import assemble_page
     from jobs.pipeline import build_dataset, check_capacity
     from jobs.ray_session import ray_connection
 
@@ -86,7 +87,7 @@ def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_
         check_capacity(ocr, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
         dataset = build_dataset(todo, ocr)
         for row in dataset.iter_rows():
-            report = assembler.add(row)
+            report = assembler.add(assemble_page(row))
             if report is not None:
                 finish(report)
         for report in assembler.flush():

@@ -48,6 +48,21 @@ def test_every_field_overridable_and_typed():
     assert config.ocr.inputs.pages == "1-3,7"
 
 
+def test_setting_one_key_keeps_the_sections_own_defaults(tmp_path):
+    """Sections whose defaults differ from their type's (the picture pool, the reference
+    model's optimiser) keep them when a file or an override sets one of their keys."""
+    config = load_config(overrides=["ocr.picture.pool.num_cpus=0.2", "train.reference.optim.max_steps=10"])
+    assert config.ocr.picture.pool.concurrency == (1, 1) and config.ocr.picture.pool.num_cpus == 0.2
+    assert config.train.reference.optim.learning_rate == 3e-4 and config.train.reference.optim.max_steps == 10
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("train:\n  reference:\n    synthetic:\n      pitch: 30\n")
+    data = load_config([partial]).train.reference.synthetic
+    assert data.pitch == 30 and data.width == 672 and data.fonts == ["DejaVuSansMono.ttf"]
+    # free-form mappings are not merged: another engine does not inherit the default engine's options
+    layout = load_config(overrides=["ocr.layout.engine=dots"]).ocr.layout
+    assert layout.engine == "dots" and "html_tables" not in layout.options
+
+
 def test_fingerprint_tracks_results_not_resources():
     base = fingerprint(load_config())
     assert fingerprint(load_config(overrides=["ocr.layout.pool.batch_size=16"])) == base
