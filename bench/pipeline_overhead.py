@@ -1,6 +1,6 @@
 """Pipeline overhead: the Ray Data pipeline against a plain sequential loop, same engines, same pages.
 
-    python -m bench.pipeline_overhead [--docs 8] [--json out.json]
+    python -m bench.pipeline_overhead [--docs 12] [--repeats 1] [--json out.json]
 
 Workload: copies of the scanned sample (image-only PDF pages, so every page goes
 through RapidOCR). Every engine is pinned to one ONNX thread, so one actor uses one core.
@@ -11,6 +11,9 @@ It prints, measured in one run:
   Ray, already started and warmed up by an untimed one-document run (each run's actor
   start-up and model loading are inside its timing, as in a real run);
 * the ratios: 2 actors / 1 actor (target >= 1.7) and pipeline / best sequential (target >= 0.9).
+
+``--repeats N`` runs N interleaved rounds of all four and keeps each one's fastest: on a
+shared machine the speed drifts by 20 % over minutes, which a single round reads as a ratio.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=12, help="scanned two-page documents in the workload")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of all four runs; each keeps its fastest")
     parser.add_argument("--sequential-worker", nargs=2, metavar=("DIR", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -111,11 +115,16 @@ def main(argv: list[str] | None = None) -> None:
         if key.startswith("scanned"):
             shutil.copy(path, inputs / path.name)
 
-    figures: dict[str, dict] = {}
-    for threads in (1, 0):
+    def run_sequential(threads: int) -> dict:
         output = subprocess.run([sys.executable, "-m", "bench.pipeline_overhead", "--sequential-worker", str(inputs), str(threads)],
                                 check=True, capture_output=True, text=True).stdout
-        figures[f"sequential_threads_{threads or 'default'}"] = json.loads(output.strip().splitlines()[-1])
+        return json.loads(output.strip().splitlines()[-1])
+
+    figures: dict[str, dict] = {}
+
+    def keep_fastest(name: str, result: dict) -> None:
+        if name not in figures or result["pages_per_s"] > figures[name]["pages_per_s"]:
+            figures[name] = result
 
     from configuration.schema import ClusterConfig
     from jobs.ray_session import ray_connection
@@ -127,8 +136,12 @@ def main(argv: list[str] | None = None) -> None:
             # Untimed: the session's first dataset also starts Ray Data's own actors and
             # the first task workers, which would otherwise count against whichever run is first.
             pipeline(inputs, 1, limit=1)
-            for actors in (1, 2):
-                figures[f"pipeline_{actors}_actor"] = pipeline(inputs, actors)
+            # Rounds interleave all four runs, so a slow spell of a shared machine hits them alike.
+            for _ in range(max(1, args.repeats)):
+                for threads in (1, 0):
+                    keep_fastest(f"sequential_threads_{threads or 'default'}", run_sequential(threads))
+                for actors in (1, 2):
+                    keep_fastest(f"pipeline_{actors}_actor", pipeline(inputs, actors))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
