@@ -16,6 +16,7 @@ import contextlib
 import io
 import logging
 import re
+import sys
 from typing import Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,14 +50,16 @@ class PyMuPDFLayoutEngine:
 
     def __init__(self, options: PyMuPDFLayoutOptions | None = None):
         self.options = options or PyMuPDFLayoutOptions()
+        # pymupdf builds the layout model's ONNX sessions when it is first imported, which
+        # in an actor or a job process has usually happened already (the split stage's
+        # modules), with onnxruntime's default threads.
+        built_unpinned = "pymupdf" in sys.modules
         with _onnx_threads(self.options.threads):
             import pymupdf4llm  # activates pymupdf.layout, which builds its ONNX sessions
 
-            if self.options.threads:
-                # pymupdf builds those sessions when it is first imported, which in an actor
-                # or a job process has already happened (the split stage's modules), with
-                # onnxruntime's default threads: rebuild them here, pinned, with pymupdf4llm's
-                # own switch. Unpinned, they cost 12 % more CPU per page on 2 cores.
+            if self.options.threads and built_unpinned:
+                # Rebuild them pinned with pymupdf4llm's own switch (0.3 s); unpinned, they
+                # cost 12 % more CPU per page on 2 cores.
                 pymupdf4llm.use_layout(False)
                 pymupdf4llm.use_layout(True)
         from pymupdf4llm.helpers import document_layout
