@@ -11,7 +11,8 @@ It prints, measured side by side in one run:
   both texts to NFKC with single spaces (NFKC turns the reference's "ﬁ" ligature into "fi");
 * pages/s of OCR alone (rendering, PNG encoding and model loading are outside the timing;
   Tesseract reads all pages in one process from a list file, so it loads its model once);
-* for RapidOCREngine with keep_spaces on and off, and Tesseract (``--psm 3``), first with
+* for RapidOCREngine with keep_spaces on and off, with ``fast_graphs`` off ("plain":
+  RapidOCR's own onnxruntime sessions) as the before-row of the graph rewrites, and Tesseract (``--psm 3``), first with
   one thread each (``threads=1``, ``OMP_THREAD_LIMIT=1``), then with each one's defaults;
 * the ratios of our pages/s to Tesseract's, and the project goal: CER no worse than
   Tesseract's at >= 2x its pages/s.
@@ -40,6 +41,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from engines.rapidocr_engine import RapidOCROptions
 from samples.generate import generate
 
 GOAL_SPEEDUP = 2.0
@@ -102,13 +104,14 @@ def best_time(run: Callable[[], list[str]], repeats: int) -> tuple[list[str], fl
 
 
 def bench_rapidocr(images: list[np.ndarray], references: list[str], threads: int, keep_spaces: bool,
-                   max_side_len: int, repeats: int) -> Result:
+                   max_side_len: int, repeats: int, fast_graphs: bool = True) -> Result:
     """Our engine, built once (model load untimed) and warmed up on one page."""
     import cv2
 
-    from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions
+    from engines.rapidocr_engine import RapidOCREngine
 
-    engine = RapidOCREngine(RapidOCROptions(threads=threads, keep_spaces=keep_spaces, max_side_len=max_side_len))
+    engine = RapidOCREngine(RapidOCROptions(threads=threads, keep_spaces=keep_spaces, max_side_len=max_side_len,
+                                            fast_graphs=fast_graphs))
     previous_cv2_threads = cv2.getNumThreads()
     if threads:
         cv2.setNumThreads(threads)  # OpenCV's resizes and warps share the same budget
@@ -122,7 +125,7 @@ def bench_rapidocr(images: list[np.ndarray], references: list[str], threads: int
     finally:
         cv2.setNumThreads(previous_cv2_threads)
     total, per_page = cer(texts, references)
-    name = f"rapidocr keep_spaces={'on' if keep_spaces else 'off'}"
+    name = f"rapidocr spaces={'on' if keep_spaces else 'off'}" + ("" if fast_graphs else " plain")
     return Result(name, str(threads or "default"), total, per_page, len(images), seconds,
                   len(images) / seconds, sample=texts[:1])
 
@@ -198,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=1, help="scanned copies to OCR (2 pages each)")
     parser.add_argument("--dpi", type=int, default=150, help="render resolution of the scanned pages")
     parser.add_argument("--repeats", type=int, default=1, help="time each configuration this often, keep the fastest")
-    parser.add_argument("--max-side-len", type=int, default=2000, help="RapidOCROptions.max_side_len (detection size)")
+    parser.add_argument("--max-side-len", type=int, default=RapidOCROptions().max_side_len,
+                        help="RapidOCROptions.max_side_len (detection size; default: the engine's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -213,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             print("tesseract is missing (apt-get install -y tesseract-ocr): its rows and the ratios are skipped.\n")
         results: list[Result] = []
         for threads in (1, 0):
-            for keep_spaces in (True, False):
-                results.append(bench_rapidocr(images, references, threads, keep_spaces, args.max_side_len, args.repeats))
+            for keep_spaces, fast_graphs in ((True, True), (True, False), (False, True)):
+                results.append(bench_rapidocr(images, references, threads, keep_spaces, args.max_side_len,
+                                              args.repeats, fast_graphs))
             if version is not None:
                 results.append(bench_tesseract(images, references, threads, args.dpi, args.repeats, Path(tmp)))
 

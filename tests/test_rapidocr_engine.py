@@ -108,6 +108,18 @@ def test_full_ocr_gives_scanned_page_a_text_layer(engine: RapidOCREngine, sample
     assert TITLE in text and "inspection of the reservoir" in text
 
 
+def test_fast_graphs_read_the_same_text(engine: RapidOCREngine, samples: dict[str, Path],
+                                        page_one_lines: list[TextLine]) -> None:
+    """The rewritten sessions are in use, and RapidOCR's own sessions read the same lines."""
+    assert engine.options.fast_graphs
+    assert engine.graph_rewrites["rec"].hard_swish > 0 and engine.graph_rewrites["det"].affine_folded > 0
+    plain = RapidOCREngine(RapidOCROptions(fast_graphs=False))
+    assert plain.graph_rewrites == {}
+    plain_lines = plain.read_lines(_rgb(pymupdf.Pixmap(str(samples["png"]))))
+    assert [line.text for line in plain_lines] == [line.text for line in page_one_lines]
+    assert np.allclose([line.quad for line in plain_lines], [line.quad for line in page_one_lines], atol=2.0)
+
+
 def test_recognize_no_crops(engine: RapidOCREngine) -> None:
     assert engine.recognize([]) == []
 
