@@ -136,7 +136,8 @@ def fold_scalar_affine(graph: onnx.GraphProto) -> int:
     folded = 0
     for conv in convs:
         weight = index.values[conv.input[1]]
-        bias = index.values[conv.input[2]] if len(conv.input) > 2 and conv.input[2] else np.zeros(weight.shape[0], weight.dtype)
+        dtype = weight.dtype
+        bias = index.values[conv.input[2]] if len(conv.input) > 2 and conv.input[2] else np.zeros(weight.shape[0], dtype)
         source, output = conv.input[0], conv.output[0]
 
         after_mul = index.sole_consumer(output)
@@ -153,16 +154,16 @@ def fold_scalar_affine(graph: onnx.GraphProto) -> int:
             folded += 1
 
         if _is_pointwise(conv):
+            reader = conv  # the node that reads ``source`` once the nodes before it are folded
             before_add = index.producer.get(source)
             shifted = index.scalar_operand(before_add, "Add")
             if shifted is not None and index.sole_consumer(source) is conv and id(before_add) not in dropped:
-                bias, source = bias + shifted[1] * weight.sum(axis=(1, 2, 3)), shifted[0]
+                bias, source, reader = bias + shifted[1] * weight.sum(axis=(1, 2, 3)), shifted[0], before_add
                 dropped.add(id(before_add))
                 folded += 1
             before_mul = index.producer.get(source)
             scaled = index.scalar_operand(before_mul, "Mul")
-            if scaled is not None and index.sole_consumer(source) in (conv, before_add) and id(before_mul) not in dropped:
-                # ``before_add`` is gone, so ``source`` now feeds only this conv.
+            if scaled is not None and index.sole_consumer(source) is reader and id(before_mul) not in dropped:
                 weight, source = weight * scaled[1], scaled[0]
                 dropped.add(id(before_mul))
                 folded += 1
@@ -171,8 +172,8 @@ def fold_scalar_affine(graph: onnx.GraphProto) -> int:
             continue
         weight_name, bias_name = f"{conv.output[0]}__folded_weight", f"{conv.output[0]}__folded_bias"
         graph.initializer.extend([
-            numpy_helper.from_array(weight.astype(index.values[conv.input[1]].dtype), weight_name),
-            numpy_helper.from_array(bias.astype(index.values[conv.input[1]].dtype), bias_name),
+            numpy_helper.from_array(weight.astype(dtype), weight_name),
+            numpy_helper.from_array(bias.astype(dtype), bias_name),
         ])
         del conv.input[:]
         conv.input.extend([source, weight_name, bias_name])
@@ -188,5 +189,5 @@ def _is_pointwise(conv: onnx.NodeProto) -> bool:
         list(attributes.get("kernel_shape", [])) == [1, 1]
         and attributes.get("group", 1) == 1
         and not any(attributes.get("pads", []))
-        and attributes.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID", "NOTSET", "VALID")
+        and attributes.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")  # onnx gives strings as bytes
     )
