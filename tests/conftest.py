@@ -1,4 +1,4 @@
-"""Shared fixtures: generated sample documents and a directory of bad inputs."""
+"""Shared fixtures: generated sample documents, a directory of bad inputs, tiny checkpoints, a local CPU Ray."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ import pytest
 from PIL import Image
 
 from samples.generate import generate
+
+
+@pytest.fixture(scope="module")
+def ray_cpu():
+    """A 2-CPU local Ray on loopback for one test module, shut down after it."""
+    import ray
+
+    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -163,15 +163,6 @@ FAIL_POINT = {"ratio": 2.0, "pooling": "avg:2", "distill_steps": 2}
 
 
 @pytest.fixture(scope="module")
-def ray_cpu():
-    import ray
-
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def lines_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.data.synthetic import SyntheticConfig, write_splits
 

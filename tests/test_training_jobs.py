@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 
 from actors.train_worker import STATE_FILE, WorkerJob
@@ -22,13 +21,6 @@ from training.data.synthetic import SyntheticConfig, write_splits
 pytestmark = pytest.mark.ray
 
 TINY_SHAPE = {"hidden_size": 64, "num_layers": 2, "vision_depth": 1, "vision_hidden_size": 64, "max_pixels": 28 * 28 * 16}
-
-
-@pytest.fixture(scope="module")
-def ray_cpu():
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
