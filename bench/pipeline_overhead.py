@@ -12,6 +12,15 @@ It prints, measured in one run:
   start-up and model loading are inside its timing, as in a real run);
 * the ratios: 2 actors / 1 actor (target >= 1.7) and pipeline / best sequential (target >= 0.9).
 
+Both pipeline runs above share every core of the machine. On a machine with as many cores
+as layout actors, the 1-actor run gets a spare core for everything that is not layout
+(driver, Ray's processes, split and crop tasks, picture OCR) and the 2-actor run does not,
+so the ratio there measures the machine as much as the pipeline. ``--per-core`` (default
+on Linux with 2+ cores) adds two runs that give each its own local Ray confined (CPU
+affinity, inherited by every Ray process) to as many cores as it has layout actors: 1
+actor on 1 core, 2 actors on 2 cores, and prints that ratio too, the pipeline's scaling
+per core.
+
 ``--repeats N`` runs N interleaved rounds of all four and keeps each one's fastest: on a
 shared machine the speed drifts by 20 % over minutes, which a single round reads as a ratio.
 """
@@ -94,13 +103,41 @@ def pipeline(input_dir: Path, actors: int, limit: int | None = None) -> dict:
     }
 
 
+def pipeline_on_cores(input_dir: Path, actors: int, cores: int) -> dict:
+    """The pipeline in a child process whose own local Ray is confined to ``cores`` cores."""
+    output = subprocess.run([sys.executable, "-m", "bench.pipeline_overhead", "--pipeline-worker", str(input_dir), str(actors), str(cores)],
+                            check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _pipeline_worker(input_dir: Path, actors: int, cores: int) -> dict:
+    """Child side of ``pipeline_on_cores``: pin this process (Ray's processes inherit it), then run."""
+    from configuration.schema import ClusterConfig
+    from jobs.ray_session import ray_connection
+
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
+    cluster = ClusterConfig(address="local", num_cpus=cores, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    with ray_connection(cluster):
+        pipeline(input_dir, actors, limit=1)  # untimed warm-up, as in the shared-machine runs
+        return {**pipeline(input_dir, actors), "cores": cores}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=12, help="scanned two-page documents in the workload")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all four runs; each keeps its fastest")
+    parser.add_argument("--per-core", action=argparse.BooleanOptionalAction,
+                        default=hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2,
+                        help="also run 1 actor on 1 core and 2 actors on 2 cores, each in its own confined Ray")
     parser.add_argument("--sequential-worker", nargs=2, metavar=("DIR", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline-worker", nargs=3, metavar=("DIR", "ACTORS", "CORES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.pipeline_worker:  # child process: its own local Ray on a few cores
+        folder, actors, cores = args.pipeline_worker
+        print(json.dumps(_pipeline_worker(Path(folder), int(actors), int(cores))))
+        return
 
     if args.sequential_worker:  # child process: a clean interpreter per thread setting
         folder, threads = Path(args.sequential_worker[0]), int(args.sequential_worker[1])
@@ -142,6 +179,11 @@ def main(argv: list[str] | None = None) -> None:
                     keep_fastest(f"sequential_threads_{threads or 'default'}", run_sequential(threads))
                 for actors in (1, 2):
                     keep_fastest(f"pipeline_{actors}_actor", pipeline(inputs, actors))
+        # After the shared session is down: these start their own confined local Ray each.
+        if args.per_core:
+            for _ in range(max(1, args.repeats)):
+                for actors in (1, 2):
+                    keep_fastest(f"pipeline_{actors}_actor_{actors}_core", pipeline_on_cores(inputs, actors, actors))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -151,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         "two_actors_over_one": round(two["pages_per_s"] / one["pages_per_s"], 3),
         "pipeline_over_best_sequential": round(two["pages_per_s"] / best_sequential, 3),
     }
+    if args.per_core:
+        ratios["two_actors_over_one_per_core"] = round(
+            figures["pipeline_2_actor_2_core"]["pages_per_s"] / figures["pipeline_1_actor_1_core"]["pages_per_s"], 3)
     print(f"\n{'run':28} {'pages':>6} {'seconds':>8} {'pages/s':>8} {'first doc s':>12} {'engine s':>9}")
     for name, value in figures.items():
         print(f"{name:28} {value['pages']:>6} {value['seconds']:>8} {value['pages_per_s']:>8} "
@@ -158,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n(the pipeline's seconds include Ray Data planning, actor start-up and model loading;"
           " engine s: the layout actors' time inside the engine, summed)")
     print(f"2 actors / 1 actor:              {ratios['two_actors_over_one']}  (target >= 1.7)")
+    if args.per_core:
+        print(f"2 actors on 2 cores / 1 on 1:    {ratios['two_actors_over_one_per_core']}  (scaling per core)")
     print(f"pipeline / best sequential loop: {ratios['pipeline_over_best_sequential']}  (target >= 0.9)")
     print(f"cpu count: {os.cpu_count()}")
     if args.json:
