@@ -21,7 +21,7 @@ affinity, inherited by every Ray process) to as many cores as it has layout acto
 actor on 1 core, 2 actors on 2 cores, and prints that ratio too, the pipeline's scaling
 per core.
 
-``--repeats N`` runs N interleaved rounds of all four and keeps each one's fastest: on a
+``--repeats N`` runs N interleaved rounds of the runs and keeps each one's fastest: on a
 shared machine the speed drifts by 20 % over minutes, which a single round reads as a ratio.
 """
 
@@ -103,15 +103,15 @@ def pipeline(input_dir: Path, actors: int, limit: int | None = None) -> dict:
     }
 
 
-def pipeline_on_cores(input_dir: Path, actors: int, cores: int) -> dict:
-    """The pipeline in a child process whose own local Ray is confined to ``cores`` cores."""
-    output = subprocess.run([sys.executable, "-m", "bench.pipeline_overhead", "--pipeline-worker", str(input_dir), str(actors), str(cores)],
+def run_child(*worker_args: str) -> dict:
+    """This bench in a fresh interpreter (``--sequential-worker`` / ``--pipeline-worker``); its JSON line."""
+    output = subprocess.run([sys.executable, "-m", "bench.pipeline_overhead", *worker_args],
                             check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def _pipeline_worker(input_dir: Path, actors: int, cores: int) -> dict:
-    """Child side of ``pipeline_on_cores``: pin this process (Ray's processes inherit it), then run."""
+    """The pipeline in its own local Ray confined to ``cores`` cores (a child process): pin this process (Ray's processes inherit it), then run."""
     from configuration.schema import ClusterConfig
     from jobs.ray_session import ray_connection
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=12, help="scanned two-page documents in the workload")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds of all four runs; each keeps its fastest")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds of every run; each keeps its fastest")
     parser.add_argument("--per-core", action=argparse.BooleanOptionalAction,
                         default=hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2,
                         help="also run 1 actor on 1 core and 2 actors on 2 cores, each in its own confined Ray")
@@ -152,11 +152,6 @@ def main(argv: list[str] | None = None) -> None:
         if key.startswith("scanned"):
             shutil.copy(path, inputs / path.name)
 
-    def run_sequential(threads: int) -> dict:
-        output = subprocess.run([sys.executable, "-m", "bench.pipeline_overhead", "--sequential-worker", str(inputs), str(threads)],
-                                check=True, capture_output=True, text=True).stdout
-        return json.loads(output.strip().splitlines()[-1])
-
     figures: dict[str, dict] = {}
 
     def keep_fastest(name: str, result: dict) -> None:
@@ -176,14 +171,14 @@ def main(argv: list[str] | None = None) -> None:
             # Rounds interleave all four runs, so a slow spell of a shared machine hits them alike.
             for _ in range(max(1, args.repeats)):
                 for threads in (1, 0):
-                    keep_fastest(f"sequential_threads_{threads or 'default'}", run_sequential(threads))
+                    keep_fastest(f"sequential_threads_{threads or 'default'}", run_child("--sequential-worker", str(inputs), str(threads)))
                 for actors in (1, 2):
                     keep_fastest(f"pipeline_{actors}_actor", pipeline(inputs, actors))
         # After the shared session is down: these start their own confined local Ray each.
         if args.per_core:
             for _ in range(max(1, args.repeats)):
                 for actors in (1, 2):
-                    keep_fastest(f"pipeline_{actors}_actor_{actors}_core", pipeline_on_cores(inputs, actors, actors))
+                    keep_fastest(f"pipeline_{actors}_actor_{actors}_core", run_child("--pipeline-worker", str(inputs), str(actors), str(actors)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -107,18 +107,19 @@ def load_config(paths: Iterable[Path | str] = (), overrides: Iterable[str] = ())
         raise ConfigError(_format_validation_error(exc, ", ".join(origins) or "defaults")) from None
 
 
-def section_defaults(model: BaseModel) -> dict[str, Any]:
+def section_defaults(model: BaseModel, dumped: dict[str, Any] | None = None) -> dict[str, Any]:
     """``model``'s values as plain data, without its free-form mappings.
 
     Mappings such as an engine's ``options`` or ``runtime_env`` are set as a whole by whoever
     sets them: the default layout engine's options must not be merged into another engine's.
+    ``dumped``: ``model`` already dumped (the recursion dumps the whole config once).
     """
-    dumped = model.model_dump(mode="json")
+    dumped = model.model_dump(mode="json") if dumped is None else dumped
     out: dict[str, Any] = {}
     for name in type(model).model_fields:
         value = getattr(model, name)
         if isinstance(value, BaseModel):
-            out[name] = section_defaults(value)
+            out[name] = section_defaults(value, dumped[name])
         elif not isinstance(value, dict):
             out[name] = dumped[name]
     return out

@@ -80,7 +80,8 @@ class _GraphIndex:
 
 
 def _replace_nodes(graph: onnx.GraphProto, dropped: set[int], replaced: dict[int, list[onnx.NodeProto]]) -> None:
-    """Drop and replace nodes (by ``id``), then remove Constant nodes nobody reads any more."""
+    """Drop and replace nodes (by ``id``), then remove constants nobody reads any more
+    (Constant nodes, and initializers such as a folded convolution's old weights)."""
     kept: list[onnx.NodeProto] = []
     for node in graph.node:
         if id(node) not in dropped:
@@ -89,6 +90,9 @@ def _replace_nodes(graph: onnx.GraphProto, dropped: set[int], replaced: dict[int
     kept = [node for node in kept if not (node.op_type == "Constant" and node.output[0] not in read)]
     del graph.node[:]
     graph.node.extend(kept)
+    initializers = [tensor for tensor in graph.initializer if tensor.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
 
 
 def fuse_hard_swish(graph: onnx.GraphProto) -> int:
@@ -142,13 +146,13 @@ def fold_scalar_affine(graph: onnx.GraphProto) -> int:
 
         after_mul = index.sole_consumer(output)
         scaled = index.scalar_operand(after_mul, "Mul")
-        if scaled is not None and scaled[0] == output:
+        if scaled is not None and scaled[0] == output and id(after_mul) not in dropped:
             weight, bias, output = weight * scaled[1], bias * scaled[1], after_mul.output[0]
             dropped.add(id(after_mul))
             folded += 1
         after_add = index.sole_consumer(output)
         shifted = index.scalar_operand(after_add, "Add")
-        if shifted is not None and shifted[0] == output:
+        if shifted is not None and shifted[0] == output and id(after_add) not in dropped:
             bias, output = bias + shifted[1], after_add.output[0]
             dropped.add(id(after_add))
             folded += 1

@@ -92,6 +92,8 @@ def test_affine_folds_into_convs_only_where_exact(kernel: int, pad: int, folds_b
     folded = fold_scalar_affine(model.graph)
     assert folded == (4 if folds_before else 2)
     assert _ops(model) == (["Conv", "Relu", "Conv"] if folds_before else ["Conv", "Relu", "Mul", "Add", "Conv"])
+    read = {name for node in model.graph.node for name in node.input}
+    assert all(tensor.name in read for tensor in model.graph.initializer), "the old weights were left behind"
     np.testing.assert_allclose(_run(model, x)[0], expected, rtol=1e-4, atol=1e-4)
 
 
