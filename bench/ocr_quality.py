@@ -1,6 +1,6 @@
 """OCR quality and speed: our RapidOCR engine against Tesseract 5 on the same scanned pages.
 
-    python -m bench.ocr_quality [--copies 3] [--dpi 150] [--repeats 1] [--json out.json]
+    python -m bench.ocr_quality [--copies 3] [--dpi 150] [--repeats 1] [--rec-model F] [--json out.json]
 
 Workload: the pages of the generated scanned twin (``samples.generate``; image-only, so
 every word comes through OCR), ``--copies`` times over, rendered at ``--dpi``. The
@@ -103,15 +103,15 @@ def best_time(run: Callable[[], list[str]], repeats: int) -> tuple[list[str], fl
     return texts, seconds
 
 
-def bench_rapidocr(images: list[np.ndarray], references: list[str], threads: int, keep_spaces: bool,
-                   max_side_len: int, repeats: int, fast_graphs: bool = True) -> Result:
+def bench_rapidocr(images: list[np.ndarray], references: list[str], options: RapidOCROptions,
+                   repeats: int) -> Result:
     """Our engine, built once (model load untimed) and warmed up on one page."""
     import cv2
 
     from engines.rapidocr_engine import RapidOCREngine
 
-    engine = RapidOCREngine(RapidOCROptions(threads=threads, keep_spaces=keep_spaces, max_side_len=max_side_len,
-                                            fast_graphs=fast_graphs))
+    engine = RapidOCREngine(options)
+    threads = options.threads
     previous_cv2_threads = cv2.getNumThreads()
     if threads:
         cv2.setNumThreads(threads)  # OpenCV's resizes and warps share the same budget
@@ -125,7 +125,7 @@ def bench_rapidocr(images: list[np.ndarray], references: list[str], threads: int
     finally:
         cv2.setNumThreads(previous_cv2_threads)
     total, per_page = cer(texts, references)
-    name = f"rapidocr spaces={'on' if keep_spaces else 'off'}" + ("" if fast_graphs else " plain")
+    name = f"rapidocr spaces={'on' if options.keep_spaces else 'off'}" + ("" if options.fast_graphs else " plain")
     return Result(name, str(threads or "default"), total, per_page, len(images), seconds,
                   len(images) / seconds, sample=texts[:1])
 
@@ -203,8 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="time each configuration this often, keep the fastest")
     parser.add_argument("--max-side-len", type=int, default=RapidOCROptions().max_side_len,
                         help="RapidOCROptions.max_side_len (detection size; default: the engine's)")
+    parser.add_argument("--det-model", type=Path, default=None, help="RapidOCROptions.det_model (default: the wheel's)")
+    parser.add_argument("--rec-model", type=Path, default=None, help="RapidOCROptions.rec_model (default: the wheel's)")
+    parser.add_argument("--rec-keys", type=Path, default=None, help="RapidOCROptions.rec_keys")
+    parser.add_argument("--rec-height", type=int, default=RapidOCROptions().rec_height,
+                        help="RapidOCROptions.rec_height")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    base = RapidOCROptions(max_side_len=args.max_side_len, det_model=args.det_model, rec_model=args.rec_model,
+                           rec_keys=args.rec_keys, rec_height=args.rec_height)
 
     with tempfile.TemporaryDirectory(prefix="ocr_quality_") as tmp:
         paths = generate(Path(tmp) / "samples", copies=max(1, args.copies))
@@ -218,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Result] = []
         for threads in (1, 0):
             for keep_spaces, fast_graphs in ((True, True), (True, False), (False, True)):
-                results.append(bench_rapidocr(images, references, threads, keep_spaces, args.max_side_len,
-                                              args.repeats, fast_graphs))
+                options = base.model_copy(update={"threads": threads, "keep_spaces": keep_spaces,
+                                                  "fast_graphs": fast_graphs})
+                results.append(bench_rapidocr(images, references, options, args.repeats))
             if version is not None:
                 results.append(bench_tesseract(images, references, threads, args.dpi, args.repeats, Path(tmp)))
 
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "pages": len(images), "copies": args.copies, "dpi": args.dpi, "repeats": args.repeats,
-            "max_side_len": args.max_side_len, "cpus": os.cpu_count(), "tesseract": version,
+            "options": base.model_dump(mode="json"), "cpus": os.cpu_count(), "tesseract": version,
             "results": [asdict(r) for r in results], "ratios": compared,
         }, indent=2, ensure_ascii=False))
         print(f"\nwrote {args.json}")

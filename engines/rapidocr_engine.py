@@ -34,6 +34,7 @@ The engine is pinned to rapidocr-onnxruntime 1.4.x: it calls the instance's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
@@ -83,6 +84,22 @@ class RapidOCROptions(BaseModel):
         description="check upside-down lines: recognize lines the 0/180 classifier flags both ways, keep the better"
         " (off: on upright pages the classifier flags a few lines, costing time)",
     )
+    det_model: Path | None = Field(
+        default=None,
+        description="ONNX PP-OCR text-detection (DB) model used instead of the wheel's PP-OCRv4 one",
+    )
+    rec_model: Path | None = Field(
+        default=None,
+        description="ONNX PP-OCR recognizer (CTC) used instead of the wheel's PP-OCRv4 one: a fine-tuned or"
+        " language-specific model, or PP-OCRv3 from rapidocr-onnxruntime 1.2.x (1.15x faster here, same text)",
+    )
+    rec_keys: Path | None = Field(
+        default=None,
+        description="rec_model's character list, one per line, for a model whose metadata does not carry it",
+    )
+    rec_height: int = Field(
+        default=48, gt=0, description="input height of the recognizer (48: PP-OCRv3 and v4; 32: older models)"
+    )
 
 
 @dataclass(frozen=True)
@@ -104,12 +121,22 @@ class RapidOCREngine:
 
         self.options = options or RapidOCROptions()
         threads = self.options.threads or -1  # -1: RapidOCR leaves onnxruntime's default
-        self._ocr = RapidOCR(
-            intra_op_num_threads=threads,
-            inter_op_num_threads=1 if self.options.threads else -1,
-            max_side_len=self.options.max_side_len,
-            rec_batch_num=1,
-        )
+        try:
+            self._ocr = RapidOCR(
+                intra_op_num_threads=threads,
+                inter_op_num_threads=1 if self.options.threads else -1,
+                max_side_len=self.options.max_side_len,
+                rec_batch_num=1,
+                rec_img_shape=[3, self.options.rec_height, 320],
+                **model_files(self.options),
+            )
+        except ValueError as error:  # RapidOCR: "character must not be None"
+            if "character" in str(error) and self.options.rec_model is not None:
+                raise ValueError(
+                    f"rapidocr option rec_model: {self.options.rec_model} carries no character list in its"
+                    " metadata; name one with rec_keys"
+                ) from error
+            raise
         self.graph_rewrites: dict[str, RewriteCounts] = {}
         if self.options.fast_graphs:
             self.graph_rewrites = self._use_fast_sessions()
@@ -194,6 +221,20 @@ class RapidOCREngine:
         """Text-line quads in ``bgr``'s own pixels (RapidOCR undoes its resizing and padding)."""
         boxes, _ = self._ocr(bgr, use_det=True, use_cls=False, use_rec=False)
         return [[[float(x), float(y)] for x, y in box] for box in boxes or []]
+
+
+def model_files(options: RapidOCROptions) -> dict[str, str]:
+    """RapidOCR's keyword arguments for the model files the options name (none: the wheel's).
+
+    Checked here, where the engine is built (on the node that runs it), so a wrong path
+    names the option instead of failing inside RapidOCR.
+    """
+    keywords = {"det_model": "det_model_path", "rec_model": "rec_model_path", "rec_keys": "rec_keys_path"}
+    files = {option: getattr(options, option) for option in keywords}
+    for option, path in files.items():
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"rapidocr option {option}: {path} is not a file")
+    return {keywords[option]: str(path) for option, path in files.items() if path is not None}
 
 
 # -- image helpers ----------------------------------------------------------------------

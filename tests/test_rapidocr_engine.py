@@ -136,6 +136,42 @@ def test_options_forbid_unknown_keys() -> None:
     assert RapidOCROptions().keep_spaces is True
 
 
+def _wheel_model(name: str) -> Path:
+    import rapidocr_onnxruntime
+
+    return Path(rapidocr_onnxruntime.__file__).parent / "models" / name
+
+
+def test_model_files_from_options(tmp_path: Path, samples: dict[str, Path],
+                                  page_one_lines: list[TextLine]) -> None:
+    """det_model, rec_model and rec_keys are the files the engine runs: a recognizer stripped
+    of its character list fails until rec_keys names one, then reads what the wheel's reads."""
+    import onnx
+
+    det = tmp_path / "det.onnx"
+    det.write_bytes(_wheel_model("ch_PP-OCRv4_det_infer.onnx").read_bytes())
+    rec = onnx.load(str(_wheel_model("ch_PP-OCRv4_rec_infer.onnx")))
+    (characters,) = [prop.value for prop in rec.metadata_props if prop.key == "character"]
+    del rec.metadata_props[:]
+    onnx.save(rec, str(tmp_path / "rec.onnx"))
+    (tmp_path / "keys.txt").write_text(characters)
+
+    with pytest.raises(ValueError, match="rec_model: .*rec.onnx carries no character list"):
+        RapidOCREngine(RapidOCROptions(rec_model=tmp_path / "rec.onnx"))
+    swapped = RapidOCREngine(RapidOCROptions(det_model=det, rec_model=tmp_path / "rec.onnx",
+                                             rec_keys=tmp_path / "keys.txt"))
+    lines = swapped.read_lines(_rgb(pymupdf.Pixmap(str(samples["png"]))))
+    assert [line.text for line in lines] == [line.text for line in page_one_lines]
+    assert swapped._ocr.text_rec.rec_image_shape == [3, 48, 320]
+
+
+def test_missing_model_file_names_the_option(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"rapidocr option det_model: .*nowhere\.onnx is not a file"):
+        RapidOCREngine(RapidOCROptions(det_model=tmp_path / "nowhere.onnx"))
+    with pytest.raises(FileNotFoundError, match="rapidocr option rec_keys"):
+        RapidOCREngine(RapidOCROptions(rec_keys=tmp_path))
+
+
 # -- space restoration on synthetic input ------------------------------------------------
 
 
