@@ -1,19 +1,25 @@
-"""OCR quality and speed: our RapidOCR engine against Tesseract 5 on the same scanned pages.
+"""OCR quality and speed: our RapidOCR engine against Tesseract 5 on the same page images.
 
-    python -m bench.ocr_quality [--copies 3] [--dpi 150] [--repeats 1] [--rec-model F] [--json out.json]
+    python -m bench.ocr_quality [--workload scanned|fonts] [--copies 3] [--dpi 150] [--repeats 1]
+                                [--models ppocr-v6-tiny] [--rec-model F] [--json out.json]
 
-Workload: the pages of the generated scanned twin (``samples.generate``; image-only, so
-every word comes through OCR), ``--copies`` times over, rendered at ``--dpi``. The
-reference for each page is the born-digital text layer of the same page.
+Workloads, rendered at ``--dpi``:
+* ``scanned`` (default): the pages of the generated scanned twin (``samples.generate``;
+  image-only, so every word comes through OCR), ``--copies`` times over; the reference for
+  each page is the born-digital text layer of the same page;
+* ``fonts``: 16 pages, the same sentences in 8 PDF base-14 fonts at 9 and 11 pt
+  (``bench/font_sheet.py``), against their own text layers: enough pages to choose models.
 
 It prints, measured side by side in one run:
 * CER (Levenshtein distance / reference length, summed over pages) after normalising
   both texts to NFKC with single spaces (NFKC turns the reference's "ﬁ" ligature into "fi");
 * pages/s of OCR alone (rendering, PNG encoding and model loading are outside the timing;
   Tesseract reads all pages in one process from a list file, so it loads its model once);
-* for RapidOCREngine with keep_spaces on and off, with ``fast_graphs`` off ("plain":
-  RapidOCR's own onnxruntime sessions) as the before-row of the graph rewrites, and Tesseract (``--psm 3``), first with
-  one thread each (``threads=1``, ``OMP_THREAD_LIMIT=1``), then with each one's defaults;
+* for RapidOCREngine on the ``--models`` set with keep_spaces on and off, with
+  ``fast_graphs`` off ("plain": RapidOCR's own onnxruntime sessions) as the before-row of the
+  graph rewrites, the ``ppocr-v4`` set as the before-row of the default model set, and
+  Tesseract (``--psm 3``), first with one thread each (``threads=1``,
+  ``OMP_THREAD_LIMIT=1``), then with each one's defaults;
 * the ratios of our pages/s to Tesseract's, and the project goal: CER no worse than
   Tesseract's at >= 2x its pages/s.
 
@@ -41,7 +47,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engines.rapidocr_engine import RapidOCROptions
+from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions, restores_spaces
+from bench.font_sheet import font_sheet
 from samples.generate import generate
 
 GOAL_SPEEDUP = 2.0
@@ -108,8 +115,6 @@ def bench_rapidocr(images: list[np.ndarray], references: list[str], options: Rap
     """Our engine, built once (model load untimed) and warmed up on one page."""
     import cv2
 
-    from engines.rapidocr_engine import RapidOCREngine
-
     engine = RapidOCREngine(options)
     threads = options.threads
     previous_cv2_threads = cv2.getNumThreads()
@@ -125,7 +130,8 @@ def bench_rapidocr(images: list[np.ndarray], references: list[str], options: Rap
     finally:
         cv2.setNumThreads(previous_cv2_threads)
     total, per_page = cer(texts, references)
-    name = f"rapidocr spaces={'on' if options.keep_spaces else 'off'}" + ("" if options.fast_graphs else " plain")
+    models = options.models + ("+files" if options.det_model or options.rec_model else "")
+    name = f"rapidocr {models} spaces={'on' if engine.keep_spaces else 'off'}" + ("" if options.fast_graphs else " plain")
     return Result(name, str(threads or "default"), total, per_page, len(images), seconds,
                   len(images) / seconds, sample=texts[:1])
 
@@ -172,12 +178,22 @@ def bench_tesseract(images: list[np.ndarray], references: list[str], threads: in
 
 
 def print_table(results: list[Result], pages_per_copy: int) -> None:
-    header = f"{'engine':<26} {'threads':>7} {'CER':>7}  {'CER per page (first copy)':<27} {'s/page':>7} {'pages/s':>8}"
+    width = max(len(r.engine) for r in results)
+    header = f"{'engine':<{width}} {'threads':>7} {'CER':>7}  {'CER per page (first copy)':<27} {'s/page':>7} {'pages/s':>8}"
     print(header)
     print("-" * len(header))
     for r in results:
-        per_page = " ".join(f"{c:.4f}" for c in r.page_cers[:pages_per_copy])
-        print(f"{r.engine:<26} {r.threads:>7} {r.cer:>7.4f}  {per_page:<27} {r.seconds / r.pages:>7.3f} {r.pages_per_s:>8.3f}")
+        per_page = " ".join(f"{c:.4f}" for c in r.page_cers[:min(pages_per_copy, 3)])
+        print(f"{r.engine:<{width}} {r.threads:>7} {r.cer:>7.4f}  {per_page:<27} {r.seconds / r.pages:>7.3f} {r.pages_per_s:>8.3f}")
+
+
+def print_page_table(results: list[Result], labels: list[str]) -> None:
+    """CER per page and engine (one-thread rows: the texts do not depend on threads)."""
+    rows = [r for r in results if r.threads == "1"]
+    print("\nCER per page, one thread: " + ", ".join(f"[{i}] {r.engine}" for i, r in enumerate(rows, 1)))
+    print(f"{'page':<8}" + "".join(f" {f'[{i}]':>7}" for i in range(1, len(rows) + 1)))
+    for i, label in enumerate(labels):
+        print(f"{label:<8}" + "".join(f" {r.page_cers[i]:>7.4f}" for r in rows))
 
 
 def ratios(results: list[Result]) -> list[dict[str, object]]:
@@ -198,49 +214,62 @@ def ratios(results: list[Result]) -> list[dict[str, object]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=("scanned", "fonts"), default="scanned",
+                        help="scanned: the scanned sample's 2 pages x --copies; fonts: 16 pages, 8 fonts x 2 sizes"
+                        " (bench/font_sheet.py)")
     parser.add_argument("--copies", type=int, default=1, help="scanned copies to OCR (2 pages each)")
-    parser.add_argument("--dpi", type=int, default=150, help="render resolution of the scanned pages")
+    parser.add_argument("--dpi", type=int, default=150, help="render resolution of the pages")
     parser.add_argument("--repeats", type=int, default=1, help="time each configuration this often, keep the fastest")
+    parser.add_argument("--models", default=RapidOCROptions().models, help="RapidOCROptions.models (the model set)")
     parser.add_argument("--max-side-len", type=int, default=RapidOCROptions().max_side_len,
                         help="RapidOCROptions.max_side_len (detection size; default: the engine's)")
-    parser.add_argument("--det-model", type=Path, default=None, help="RapidOCROptions.det_model (default: the wheel's)")
-    parser.add_argument("--rec-model", type=Path, default=None, help="RapidOCROptions.rec_model (default: the wheel's)")
+    parser.add_argument("--det-model", type=Path, default=None, help="RapidOCROptions.det_model (default: the set's)")
+    parser.add_argument("--rec-model", type=Path, default=None, help="RapidOCROptions.rec_model (default: the set's)")
     parser.add_argument("--rec-keys", type=Path, default=None, help="RapidOCROptions.rec_keys")
     parser.add_argument("--rec-height", type=int, default=RapidOCROptions().rec_height,
                         help="RapidOCROptions.rec_height")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    base = RapidOCROptions(max_side_len=args.max_side_len, det_model=args.det_model, rec_model=args.rec_model,
-                           rec_keys=args.rec_keys, rec_height=args.rec_height)
+    base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
+                           rec_model=args.rec_model, rec_keys=args.rec_keys, rec_height=args.rec_height)
+    variants = [{"fast_graphs": True}, {"fast_graphs": False},  # spaces as the model set needs, then flipped:
+                {"fast_graphs": True, "keep_spaces": not restores_spaces(base)}]
+    if base.models != "ppocr-v4" and not (base.det_model or base.rec_model):  # the first model set, as a before-row
+        variants.append({"models": "ppocr-v4", "fast_graphs": True})
 
     with tempfile.TemporaryDirectory(prefix="ocr_quality_") as tmp:
-        paths = generate(Path(tmp) / "samples", copies=max(1, args.copies))
-        images, references = load_pages(paths, args.dpi)
-        pages_per_copy = len(images) // max(1, args.copies)
+        if args.workload == "fonts":
+            images, references, labels = font_sheet(args.dpi)
+            pages_per_copy, described = len(images), f"{len(images)} font-sheet pages"
+        else:
+            paths = generate(Path(tmp) / "samples", copies=max(1, args.copies))
+            images, references = load_pages(paths, args.dpi)
+            pages_per_copy = len(images) // max(1, args.copies)
+            labels, described = [], f"{len(images)} scanned pages ({args.copies} copies x {pages_per_copy})"
         version = tesseract_version()
-        print(f"{len(images)} pages ({args.copies} copies x {pages_per_copy}) at {args.dpi} dpi, "
-              f"{os.cpu_count()} CPUs, tesseract: {version or 'NOT FOUND'}\n")
+        print(f"{described} at {args.dpi} dpi, {os.cpu_count()} CPUs, tesseract: {version or 'NOT FOUND'}\n")
         if version is None:
             print("tesseract is missing (apt-get install -y tesseract-ocr): its rows and the ratios are skipped.\n")
         results: list[Result] = []
         for threads in (1, 0):
-            for keep_spaces, fast_graphs in ((True, True), (True, False), (False, True)):
-                options = base.model_copy(update={"threads": threads, "keep_spaces": keep_spaces,
-                                                  "fast_graphs": fast_graphs})
+            for variant in variants:
+                options = base.model_copy(update={"threads": threads, **variant})
                 results.append(bench_rapidocr(images, references, options, args.repeats))
             if version is not None:
                 results.append(bench_tesseract(images, references, threads, args.dpi, args.repeats, Path(tmp)))
 
     print_table(results, pages_per_copy)
+    if labels:
+        print_page_table(results, labels)
     compared = ratios(results)
     if compared:
         print(f"\nours / tesseract pages/s (goal: CER <= tesseract's at >= {GOAL_SPEEDUP:g}x):")
         for row in compared:
-            print(f"  {row['ours']:<26} threads={row['threads']:<8} {row['speedup']:.2f}x  "
+            print(f"  {row['ours']:<40} threads={row['threads']:<8} {row['speedup']:.2f}x  "
                   f"CER {row['cer_ours']:.4f} vs {row['cer_tesseract']:.4f}  goal {'met' if row['goal_met'] else 'NOT met'}")
     if args.json:
         args.json.write_text(json.dumps({
-            "pages": len(images), "copies": args.copies, "dpi": args.dpi, "repeats": args.repeats,
+            "workload": args.workload, "pages": len(images), "copies": args.copies, "dpi": args.dpi, "repeats": args.repeats,
             "options": base.model_dump(mode="json"), "cpus": os.cpu_count(), "tesseract": version,
             "results": [asdict(r) for r in results], "ratios": compared,
         }, indent=2, ensure_ascii=False))

