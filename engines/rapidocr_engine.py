@@ -12,7 +12,7 @@ Why not plain ``RapidOCR()(image)``:
 
 * **Spaces.** The PP-OCRv4 recognizer is trained mostly on Chinese, where words carry
   no spaces, and on English text it drops many of them ("inspectionof thereservoirwall";
-  PP-OCRv3 and v6 keep them, and the restoration then finds nothing to add).
+  PP-OCRv3 and v6 keep them, so ``keep_spaces`` is off for v6 by default).
   ``restore_spaces`` puts them back from the pixels: a blank column run in the line crop
   wider than a fraction of the line height is a word gap (if the recognizer's characters
   also sit far apart there, or the run is very wide), and the recognizer's CTC column
@@ -112,7 +112,7 @@ class RapidOCROptions(BaseModel):
         description="rec_model's character list, one per line, for a model whose metadata does not carry it",
     )
     rec_height: int = Field(
-        default=48, gt=0, description="input height of the recognizer (48: PP-OCRv3 and v4; 32: older models)"
+        default=48, gt=0, description="input height of the recognizer (48: PP-OCRv3, v4 and v6; 32: older models)"
     )
 
 
