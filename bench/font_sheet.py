@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-
 SENTENCES = (
     "The northern turbine produced 4.2 MW on 12 March 2024, up 15% from the previous quarter.",
     "Invoice No. 88-1932 was paid by ACME Corp. (Boston, MA) on time; the balance is $1,245.50.",
@@ -32,20 +30,17 @@ FONTS = ("helv", "hebo", "heit", "tiro", "tibo", "tiit", "cour", "cobo")
 SIZES_PT = (9, 11)
 
 
-def font_sheet(dpi: int) -> tuple[list[np.ndarray], list[str], list[str]]:
-    """Page images (RGB), their reference texts and a label per page ("helv9", ...)."""
+def font_sheet() -> tuple[bytes, list[str]]:
+    """The sheet as PDF bytes, and a label per page ("helv9", ...)."""
     import pymupdf
 
     rng = random.Random(0)
-    images, references, labels = [], [], []
+    labels = []
     with pymupdf.open() as doc:
         for font in FONTS:
             for size in SIZES_PT:
                 page = doc.new_page(width=612, height=792)
                 text = "\n".join(rng.sample(SENTENCES, len(SENTENCES)))
                 page.insert_textbox(pymupdf.Rect(60, 60, 560, 740), text, fontname=font, fontsize=size)
-                pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csRGB, alpha=False)
-                images.append(np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, 3).copy())
-                references.append(page.get_text())
                 labels.append(f"{font}{size}")
-    return images, references, labels
+        return doc.tobytes(), labels

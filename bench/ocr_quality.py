@@ -83,6 +83,14 @@ def cer(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, li
     return sum(edits) / sum(lengths), [e / n for e, n in zip(edits, lengths)]
 
 
+def render_rgb(page, dpi: int) -> np.ndarray:
+    """One PDF page as an RGB array at ``dpi``."""
+    import pymupdf
+
+    pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csRGB, alpha=False)
+    return np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, 3).copy()
+
+
 def load_pages(paths: dict[str, Path], dpi: int) -> tuple[list[np.ndarray], list[str]]:
     """Every scanned copy's pages as RGB arrays, and the born-digital text of each."""
     import pymupdf
@@ -93,10 +101,18 @@ def load_pages(paths: dict[str, Path], dpi: int) -> tuple[list[np.ndarray], list
     for name in sorted(key for key in paths if key.startswith("scanned")):
         with pymupdf.open(paths[name]) as scanned:
             for number, page in enumerate(scanned):
-                pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csRGB, alpha=False)
-                images.append(np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, 3).copy())
+                images.append(render_rgb(page, dpi))
                 references.append(texts[number])
     return images, references
+
+
+def load_font_sheet(dpi: int) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """The font sheet's pages as RGB arrays, each page's own text, and the pages' labels."""
+    import pymupdf
+
+    pdf, labels = font_sheet()
+    with pymupdf.open(stream=pdf, filetype="pdf") as doc:
+        return [render_rgb(page, dpi) for page in doc], [page.get_text() for page in doc], labels
 
 
 def best_time(run: Callable[[], list[str]], repeats: int) -> tuple[list[str], float]:
@@ -239,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="ocr_quality_") as tmp:
         if args.workload == "fonts":
-            images, references, labels = font_sheet(args.dpi)
+            images, references, labels = load_font_sheet(args.dpi)
             pages_per_copy, described = len(images), f"{len(images)} font-sheet pages"
         else:
             paths = generate(Path(tmp) / "samples", copies=max(1, args.copies))

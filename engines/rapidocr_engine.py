@@ -256,7 +256,7 @@ def model_files(options: RapidOCROptions, models: ModelSet) -> dict[str, Any]:
         path = getattr(options, option)
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"rapidocr option {option}: {path} is not a file")
-    keys = options.rec_keys if options.rec_keys is not None or options.rec_model is not None else models.rec_keys
+    keys = options.rec_keys or (None if options.rec_model else models.rec_keys)
     files = {"det_model_path": options.det_model or models.det, "rec_model_path": options.rec_model or models.rec,
              "rec_keys_path": keys}
     return {**models.det_settings, **{keyword: str(path) for keyword, path in files.items() if path is not None}}
