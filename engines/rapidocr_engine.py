@@ -24,11 +24,11 @@ Why not plain ``RapidOCR()(image)``:
   Recognition runs one line per batch: batching pads every line to the widest one and
   measured 2x slower on CPU.
 * **Cheaper graphs.** RapidOCR's sessions are rebuilt from exactly rewritten graphs
-  (``engines.onnx_rewrites``: hard-swish as one ``HardSigmoid``, scalar affine blocks
-  folded into their convolutions) with onnxruntime's memory arena on (RapidOCR turns it
-  off, so every inference allocated its tensors afresh). Same text; on PP-OCRv4
-  1.2-1.5x the pages/s on one thread (``python -m bench.ocr_quality``); PP-OCRv6 tiny has
-  few of these patterns.
+  (``engines.onnx_rewrites``: erf GELU as one ``Gelu``, hard-swish as one ``HardSigmoid``,
+  scalar affine blocks folded into their convolutions) with onnxruntime's memory arena on
+  (RapidOCR turns it off, so every inference allocated its tensors afresh). Same text;
+  1.2x the pages/s on one thread with PP-OCRv6 tiny, 1.2-1.5x with PP-OCRv4
+  (``python -m bench.ocr_quality``).
 * **Reading order.** Lines are grouped into rows by vertical overlap, not by a fixed
   10 px tolerance, so the order holds at any resolution.
 
