@@ -17,7 +17,8 @@ It prints, measured side by side in one run:
   Tesseract reads all pages in one process from a list file, so it loads its model once);
 * for RapidOCREngine on the ``--models`` set with keep_spaces on and off, with
   ``fast_graphs`` off ("plain": RapidOCR's own onnxruntime sessions) as the before-row of the
-  graph rewrites, the ``ppocr-v4`` set as the before-row of the default model set, and
+  graph rewrites, with ``skip_blank`` off ("whole-page": detection over the whole page, blank
+  paper included) as the before-row of content bands, the ``ppocr-v4`` set as the before-row of the default model set, and
   Tesseract (``--psm 3``), first with one thread each (``threads=1``,
   ``OMP_THREAD_LIMIT=1``), then with each one's defaults;
 * the ratios of our pages/s to Tesseract's, and the project goal: CER no worse than
@@ -147,7 +148,8 @@ def bench_rapidocr(images: list[np.ndarray], references: list[str], options: Rap
         cv2.setNumThreads(previous_cv2_threads)
     total, per_page = cer(texts, references)
     models = options.models + ("+files" if options.det_model or options.rec_model else "")
-    name = f"rapidocr {models} spaces={'on' if engine.keep_spaces else 'off'}" + ("" if options.fast_graphs else " plain")
+    name = (f"rapidocr {models} spaces={'on' if engine.keep_spaces else 'off'}" + ("" if options.fast_graphs else " plain")
+            + ("" if options.skip_blank else " whole-page"))
     return Result(name, str(threads or "default"), total, per_page, len(images), seconds,
                   len(images) / seconds, sample=texts[:1])
 
@@ -249,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
                            rec_model=args.rec_model, rec_keys=args.rec_keys, rec_height=args.rec_height)
     variants = [{"fast_graphs": True}, {"fast_graphs": False},  # spaces as the model set needs, then flipped:
-                {"fast_graphs": True, "keep_spaces": not restores_spaces(base)}]
+                {"fast_graphs": True, "keep_spaces": not restores_spaces(base)},
+                {"fast_graphs": True, "skip_blank": False}]  # detection on the whole page, as the before-row
     if base.models != "ppocr-v4" and not (base.det_model or base.rec_model):  # the first model set, as a before-row
         variants.append({"models": "ppocr-v4", "fast_graphs": True})
 

@@ -21,8 +21,11 @@ Why not plain ``RapidOCR()(image)``:
   overhanging pairs with no blank column between the words ("fox jumps", "of AT&T").
 * **Speed.** Detection runs on the (possibly downscaled) page, but line crops are cut
   from the full-resolution image, so ``max_side_len`` trades detection time only.
-  Recognition runs one line per batch: batching pads every line to the widest one and
-  measured 2x slower on CPU.
+  With ``skip_blank`` the detector sees only the page's content bands, stacked into one
+  smaller image (``engines.content_bands``): on the samples a quarter to a half of the
+  page, detection 1.6-2.7x faster. Recognition runs one line per batch: batching pads
+  every line to the widest one and measured 2x slower on CPU; short lines are padded
+  to ``rec_min_width`` (160), not RapidOCR's 320.
 * **Cheaper graphs.** RapidOCR's sessions are rebuilt from exactly rewritten graphs
   (``engines.onnx_rewrites``: erf GELU as one ``Gelu``, hard-swish as one ``HardSigmoid``,
   scalar affine blocks folded into their convolutions) with onnxruntime's memory arena on
@@ -46,6 +49,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from engines.content_bands import background_color, boxes_to_image, content_bands, stack_bands
 from engines.onnx_rewrites import RewriteCounts, optimize_model
 from engines.ppocr_models import ModelSet, ModelSetName, model_set
 
@@ -60,6 +64,8 @@ _NO_SPACE_AFTER = frozenset("([{")
 _NUMERIC_JOINERS = frozenset(".,%/:-")
 #: Apostrophes and single quotes: "it's" must not become "it ' s".
 _APOSTROPHES = frozenset("'\u2018\u2019`")
+#: skip_blank: content bands covering more of the page than this share: detect on the whole page (little to gain).
+_WHOLE_PAGE_SHARE = 0.85
 
 
 class RapidOCROptions(BaseModel):
@@ -114,6 +120,25 @@ class RapidOCROptions(BaseModel):
     rec_height: int = Field(
         default=48, gt=0, description="input height of the recognizer (48: PP-OCRv3, v4 and v6; 32: older models)"
     )
+    rec_min_width: int = Field(
+        default=160,
+        ge=8,
+        description="lines scaled to rec_height narrower than this are padded to it (RapidOCR and PaddleOCR pad to"
+        " 320, which makes the recognizer read blank space after short lines)",
+    )
+    skip_blank: bool = Field(
+        default=True,
+        description="detect text only in the page's content bands (rows and columns that differ from the paper),"
+        " stacked into one smaller image: less detection time on pages with blank space; line boxes move by a"
+        " pixel or two (the detector's squeeze-excite layers average over less paper)",
+    )
+    blank_threshold: int = Field(
+        default=32,
+        ge=1,
+        le=255,
+        description="skip_blank: a pixel is content when a channel differs from the paper's median colour by more"
+        " than this (after a 3x3 blur)",
+    )
 
 
 @dataclass(frozen=True)
@@ -142,7 +167,7 @@ class RapidOCREngine:
                 inter_op_num_threads=1 if self.options.threads else -1,
                 max_side_len=self.options.max_side_len,
                 rec_batch_num=1,
-                rec_img_shape=[3, self.options.rec_height, 320],
+                rec_img_shape=[3, self.options.rec_height, self.options.rec_min_width],
                 **model_files(self.options, models),
             )
         except ValueError as error:  # RapidOCR: "character must not be None"
@@ -248,9 +273,49 @@ class RapidOCREngine:
         return counts
 
     def _detect(self, bgr: np.ndarray) -> list[Quad]:
-        """Text-line quads in ``bgr``'s own pixels (RapidOCR undoes its resizing and padding)."""
-        boxes, _ = self._ocr(bgr, use_det=True, use_cls=False, use_rec=False)
-        return [[[float(x), float(y)] for x, y in box] for box in boxes or []]
+        """Text-line quads in ``bgr``'s own pixels: on its content bands where that pays, else on the whole image."""
+        boxes = self._detect_in_bands(bgr) if self.options.skip_blank else None
+        if boxes is None:
+            boxes, _ = self._ocr(bgr, use_det=True, use_cls=False, use_rec=False)  # RapidOCR undoes its resizing
+        return [[[float(x), float(y)] for x, y in box] for box in ([] if boxes is None else boxes)]
+
+    def _detect_in_bands(self, bgr: np.ndarray) -> np.ndarray | None:
+        """Boxes found on a canvas of the page's content bands (``engines.content_bands``); None: use the whole page.
+
+        The page is downscaled exactly as RapidOCR would (``reduce_max_side``) and the bands
+        are cut from that image, so the detector sees the same pixels, minus blank paper.
+        Images the detector would resize again (small ones, which it upscales) and pages
+        whose bands cover nearly all of them take the whole-image path.
+        """
+        from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+        from rapidocr_onnxruntime.utils.process_img import reduce_max_side
+
+        detector = self._ocr.text_det
+        small, ratio_h, ratio_w = reduce_max_side(bgr, self._ocr.max_side_len)
+        preprocess = detector.get_preprocess(max(small.shape[:2]))
+        if min(small.shape[:2]) < self._ocr.min_side_len or not _keeps_size(preprocess, small.shape[:2]):
+            return None
+        background = background_color(small)
+        bands = content_bands(small, threshold=self.options.blank_threshold, background=background)
+        if not bands:
+            return np.zeros((0, 4, 2), dtype=np.float32)  # blank page: nothing to detect
+        if sum(band.area for band in bands) > _WHOLE_PAGE_SHARE * small.shape[0] * small.shape[1]:
+            return None
+        canvas, placements = stack_bands(small, bands, background)
+        tensor = DetPreProcess(max(canvas.shape[:2]), "max", detector.mean, detector.std)(canvas)
+        boxes, _ = detector.postprocess_op(detector.infer(tensor)[0], canvas.shape[:2])
+        boxes = detector.filter_tag_det_res(boxes, canvas.shape[:2])
+        boxes = boxes_to_image(boxes, placements)
+        boxes[..., 0] = np.clip(boxes[..., 0] * ratio_w, 0, bgr.shape[1])
+        boxes[..., 1] = np.clip(boxes[..., 1] * ratio_h, 0, bgr.shape[0])
+        return boxes
+
+
+def _keeps_size(preprocess: Any, shape: tuple[int, int]) -> bool:
+    """Whether RapidOCR's detector preprocessing leaves an image of ``shape`` (multiples of 32) at its size."""
+    if preprocess.limit_type == "min":
+        return min(shape) >= preprocess.limit_side_len
+    return max(shape) <= preprocess.limit_side_len
 
 
 def restores_spaces(options: RapidOCROptions) -> bool:
