@@ -22,10 +22,10 @@ Why not plain ``RapidOCR()(image)``:
 * **Speed.** Detection runs on the (possibly downscaled) page, but line crops are cut
   from the full-resolution image, so ``max_side_len`` trades detection time only.
   With ``skip_blank`` the detector sees only the page's content bands, stacked into one
-  smaller image (``engines.content_bands``): on the samples a quarter to a half of the
-  page, detection 1.6-2.7x faster. Recognition runs one line per batch: batching pads
-  every line to the widest one and measured 2x slower on CPU; short lines are padded
-  to ``rec_min_width`` (160), not RapidOCR's 320.
+  smaller image (``engines.content_bands``): on the samples three fifths (scanned) to a
+  fifth (font sheet) of the page, detection 1.7x to 4x faster. Recognition runs one
+  line per batch: batching pads every line to the widest one and measured 2x slower on
+  CPU; short lines are padded to ``rec_min_width`` (160), not RapidOCR's 320.
 * **Cheaper graphs.** RapidOCR's sessions are rebuilt from exactly rewritten graphs
   (``engines.onnx_rewrites``: erf GELU as one ``Gelu``, hard-swish as one ``HardSigmoid``,
   scalar affine blocks folded into their convolutions) with onnxruntime's memory arena on
