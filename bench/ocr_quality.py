@@ -1,7 +1,7 @@
 """OCR quality and speed: our RapidOCR engine against Tesseract 5 on the same page images.
 
     python -m bench.ocr_quality [--workload scanned|fonts] [--copies 3] [--dpi 150] [--repeats 1]
-                                [--models ppocr-v6-tiny] [--rec-model F] [--json out.json]
+                                [--models ppocr-v6-tiny] [--rec-model F] [--stages] [--json out.json]
 
 Workloads, rendered at ``--dpi``:
 * ``scanned`` (default): the pages of the generated scanned twin (``samples.generate``;
@@ -23,6 +23,8 @@ It prints, measured side by side in one run:
   ``OMP_THREAD_LIMIT=1``), then with each one's defaults;
 * the ratios of our pages/s to Tesseract's, and the project goal: CER no worse than
   Tesseract's at >= 2x its pages/s.
+* with ``--stages``: seconds per page of the whole OCR and of detection alone, one
+  thread, ``skip_blank`` on and off (where a page's time goes).
 
 Page 2's picture holds words that are pixels only (not in the text layer), so every
 engine that reads them pays about 25 characters of CER there; the comparison stays fair.
@@ -195,6 +197,26 @@ def bench_tesseract(images: list[np.ndarray], references: list[str], threads: in
                   len(images) / seconds, note="process start and model load inside the timing", sample=texts[:1])
 
 
+def print_stages(images: list[np.ndarray], base: RapidOCROptions, repeats: int) -> None:
+    """Seconds per page of the whole OCR and of detection alone, one thread, skip_blank on and off."""
+    import cv2
+
+    previous_cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        print("\nwhere a page's time goes, one thread (best of --repeats):")
+        for skip_blank in (True, False):
+            engine = RapidOCREngine(base.model_copy(update={"threads": 1, "skip_blank": skip_blank}))
+            engine.read_lines(images[0])
+            _, page = best_time(lambda: [engine.read_lines(image) for image in images], repeats)
+            _, detection = best_time(lambda: [engine.detect(image) for image in images], repeats)
+            pages = len(images)
+            print(f"  skip_blank={str(skip_blank).lower():<5}  page {page / pages:.3f} s  detection {detection / pages:.3f} s"
+                  f"  rest (recognition, crops) {(page - detection) / pages:.3f} s")
+    finally:
+        cv2.setNumThreads(previous_cv2_threads)
+
+
 def print_table(results: list[Result], pages_per_copy: int) -> None:
     width = max(len(r.engine) for r in results)
     header = f"{'engine':<{width}} {'threads':>7} {'CER':>7}  {'CER per page (first copy)':<27} {'s/page':>7} {'pages/s':>8}"
@@ -246,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rec-keys", type=Path, default=None, help="RapidOCROptions.rec_keys")
     parser.add_argument("--rec-height", type=int, default=RapidOCROptions().rec_height,
                         help="RapidOCROptions.rec_height")
+    parser.add_argument("--stages", action="store_true",
+                        help="also print seconds per page of detection and of the rest, skip_blank on and off")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
@@ -278,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(bench_tesseract(images, references, threads, args.dpi, args.repeats, Path(tmp)))
 
     print_table(results, pages_per_copy)
+    if args.stages:
+        print_stages(images, base, args.repeats)
     if labels:
         print_page_table(results, labels)
     compared = ratios(results)

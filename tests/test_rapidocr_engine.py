@@ -18,6 +18,7 @@ from engines.rapidocr_engine import (
     RapidOCROptions,
     TextLine,
     blank_runs,
+    detector_input,
     ink_mask,
     insert_spaces,
     needs_wider_gap,
@@ -155,6 +156,30 @@ def test_skip_blank_detects_on_a_smaller_canvas_and_reads_the_same(samples: dict
     assert np.allclose([line.quad for line in banded_lines], [line.quad for line in whole_lines], atol=6.0)
     inputs["banded"].clear()
     assert banded.read_lines(np.full_like(page, 255)) == [] and inputs["banded"] == []  # blank: no detector run
+
+
+def test_detector_input_matches_rapidocr_and_is_contiguous() -> None:
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    image = np.random.default_rng(0).integers(0, 256, (96, 160, 3), dtype=np.uint8)
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    ours, theirs = detector_input(image, mean, std), DetPreProcess(160, "max", mean, std)(image)
+    assert ours.shape == theirs.shape == (1, 3, 96, 160) and ours.dtype == np.float32
+    assert ours.flags["C_CONTIGUOUS"] and np.allclose(ours, theirs, atol=1e-5)
+
+
+def test_whole_page_detection_matches_rapidocrs_own_call(engine: RapidOCREngine, samples: dict[str, Path]) -> None:
+    """skip_blank off: the engine's own detector call finds RapidOCR's boxes; small images go to RapidOCR."""
+    from engines.rapidocr_engine import to_bgr
+
+    whole = RapidOCREngine(RapidOCROptions(skip_blank=False))
+    page = to_bgr(_rgb(pymupdf.Pixmap(str(samples["png"]))))
+    ours = whole._detect_on_scaled_image(page)
+    theirs, _ = whole._ocr(page, use_det=True, use_cls=False, use_rec=False)
+    assert ours is not None and len(ours) == len(theirs) > 10
+    order = lambda boxes: sorted(np.asarray(boxes).reshape(-1, 8).tolist())  # noqa: E731 - RapidOCR sorts rows
+    assert np.allclose(order(ours), order(theirs), atol=0.01)
+    assert whole._detect_on_scaled_image(np.full((120, 300, 3), 255, np.uint8)) is None  # upscaled by RapidOCR
 
 
 def test_recognize_no_crops(engine: RapidOCREngine) -> None:
