@@ -15,10 +15,12 @@ It prints, measured side by side in one run:
   both texts to NFKC with single spaces (NFKC turns the reference's "ﬁ" ligature into "fi");
 * pages/s of OCR alone (rendering, PNG encoding and model loading are outside the timing;
   Tesseract reads all pages in one process from a list file, so it loads its model once);
-* for RapidOCREngine on the ``--models`` set with keep_spaces on and off, with
-  ``fast_graphs`` off ("plain": RapidOCR's own onnxruntime sessions) as the before-row of the
-  graph rewrites, with ``skip_blank`` off ("whole-page": detection over the whole page, blank
-  paper included) as the before-row of content bands, the ``ppocr-v4`` set as the before-row of the default model set, and
+* for RapidOCREngine on the ``--models`` set (default ``runtime: auto``: OpenVINO in bf16
+  where the CPU has bf16) with keep_spaces on and off; on OpenVINO in f32 as the before-row
+  of bf16; on onnxruntime ("onnxruntime": the rewritten graphs) as the before-row of OpenVINO, and with
+  ``fast_graphs`` off there ("plain": RapidOCR's own onnxruntime sessions) as the before-row of the
+  graph rewrites; with ``skip_blank`` off ("whole-page": detection over the whole page, blank
+  paper included) as the before-row of content bands; the ``ppocr-v4`` set as the before-row of the default model set; and
   Tesseract (``--psm 3``), first with one thread each (``threads=1``,
   ``OMP_THREAD_LIMIT=1``), then with each one's defaults;
 * the ratios of our pages/s to Tesseract's, and the project goal: CER no worse than
@@ -150,7 +152,9 @@ def bench_rapidocr(images: list[np.ndarray], references: list[str], options: Rap
         cv2.setNumThreads(previous_cv2_threads)
     total, per_page = cer(texts, references)
     models = options.models + ("+files" if options.det_model or options.rec_model else "")
-    name = (f"rapidocr {models} spaces={'on' if engine.keep_spaces else 'off'}" + ("" if options.fast_graphs else " plain")
+    runtime = (f" openvino {engine.precision}" if engine.runtime == "openvino"
+               else " onnxruntime" + ("" if options.fast_graphs else " plain"))
+    name = (f"rapidocr {models} spaces={'on' if engine.keep_spaces else 'off'}{runtime}"
             + ("" if options.skip_blank else " whole-page"))
     return Result(name, str(threads or "default"), total, per_page, len(images), seconds,
                   len(images) / seconds, sample=texts[:1])
@@ -274,11 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
                            rec_model=args.rec_model, rec_keys=args.rec_keys, rec_height=args.rec_height)
-    variants = [{"fast_graphs": True}, {"fast_graphs": False},  # spaces as the model set needs, then flipped:
-                {"fast_graphs": True, "keep_spaces": not restores_spaces(base)},
-                {"fast_graphs": True, "skip_blank": False}]  # detection on the whole page, as the before-row
-    if base.models != "ppocr-v4" and not (base.det_model or base.rec_model):  # the first model set, as a before-row
-        variants.append({"models": "ppocr-v4", "fast_graphs": True})
+    variants = [{}, {"runtime": "openvino", "precision": "f32"}, {"runtime": "onnxruntime"},  # defaults, before-rows
+                {"runtime": "onnxruntime", "fast_graphs": False},
+                {"keep_spaces": not restores_spaces(base)},  # spaces as the model set needs, then flipped
+                {"skip_blank": False}]  # detection on the whole page
+    if base.models != "ppocr-v4" and not (base.det_model or base.rec_model):  # the first model set
+        variants.append({"models": "ppocr-v4"})
 
     with tempfile.TemporaryDirectory(prefix="ocr_quality_") as tmp:
         if args.workload == "fonts":
