@@ -3,10 +3,10 @@
     python -m bench.pipeline_overhead [--docs 12] [--repeats 1] [--json out.json]
 
 Workload: copies of the scanned sample (image-only PDF pages, so every page goes
-through RapidOCR). Every engine is pinned to one ONNX thread, so one actor uses one core.
+through RapidOCR). Every engine is pinned to one inference thread, so one actor uses one core.
 
 It prints, measured in one run:
-* sequential loop, 1 thread and onnxruntime's default threads (the "best" is the faster);
+* sequential loop, 1 thread and the runtimes' default threads (the "best" is the faster);
 * the pipeline with 1 and with 2 layout actors (one thread each) in the job's own local
   Ray, already started and warmed up by an untimed one-document run (each run's actor
   start-up and model loading are inside its timing, as in a real run);

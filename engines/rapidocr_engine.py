@@ -287,12 +287,14 @@ class RapidOCREngine:
         """Swap each stage's onnxruntime session for the same model file on OpenVINO; its precision.
 
         RapidOCR's sessions are built first (it reads the recognizer's characters through
-        them) and replaced here, as in ``_use_fast_sessions``.
+        them) and replaced here, as in ``_use_fast_sessions``. Outputs are not copied: each
+        stage decodes its output before its next call (RapidOCR 1.4's ``text_detect``,
+        ``text_cls``, ``text_recognize``; this engine's own detector call too).
         """
         precisions = set()
         for wrapper in self._stage_wrappers().values():
             wrapper.session = OpenVINOSession(wrapper.session._model_path, threads=self.options.threads,
-                                              precision=self.options.precision)
+                                              precision=self.options.precision, copy_outputs=False)
             precisions.add(wrapper.session.precision)
         return "bf16" if "bf16" in precisions else "f32"
 
