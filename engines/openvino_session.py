@@ -2,11 +2,10 @@
 
 Why OpenVINO: on CPUs with native bf16 instructions (AVX512_BF16 or AMX) its CPU plugin
 runs convolutions in bf16 by default, and onnxruntime has no bf16 path on x86. For
-PP-OCRv6 tiny that is 1.3x (scanned sample) to 1.5x (font sheet) the pages/s of
-onnxruntime on one thread with the same text (``python -m bench.ocr_quality``); line boxes
-move by 0.02 to 0.2 px on average. In f32 it is slower than onnxruntime with the rewritten
-graphs (its dynamic-shape detector runs unfused), so the engine's ``runtime: auto`` takes
-OpenVINO only where it computes in bf16.
+PP-OCRv6 tiny that is 1.3x to 1.5x the pages/s of onnxruntime on one thread with the
+same text (``python -m bench.ocr_quality``); line boxes move by 0.02 to 0.2 px on average.
+In f32 it is no faster than onnxruntime with the rewritten graphs, so the engine's
+``runtime: auto`` takes OpenVINO only where it computes in bf16.
 
 RapidOCR keeps its stages' pre- and post-processing and calls ``session.run(names, feed)``
 through its own wrappers; ``RapidOCREngine`` swaps this class in as their ``session``.
@@ -54,7 +53,7 @@ def cpu_default_precision() -> str | None:
     """The precision OpenVINO computes in on this CPU by default ("bf16" or "f32"); None without openvino.
 
     OpenVINO picks bf16 only where the CPU has native bf16 instructions; elsewhere f32,
-    where onnxruntime with the rewritten graphs is faster (0.89-0.95x the pages/s measured).
+    where onnxruntime with the rewritten graphs is as fast or faster (OpenVINO 0.89-0.99x measured).
     """
     try:
         core = openvino_core()
