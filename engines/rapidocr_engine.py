@@ -29,7 +29,7 @@ Why not plain ``RapidOCR()(image)``:
 * **bf16 where the CPU has it.** On CPUs with native bf16 instructions (AVX512_BF16,
   AMX) the models run on OpenVINO's CPU plugin, which computes in bf16 there
   (``runtime: auto``, ``engines.openvino_session``): 1.3-1.5x the pages/s, same text on
-  the samples. Elsewhere they run on onnxruntime, which is faster in f32.
+  the samples. Elsewhere they run on onnxruntime, as fast as OpenVINO in f32.
 * **Cheaper graphs** (``runtime: onnxruntime``). RapidOCR's sessions are rebuilt from exactly rewritten graphs
   (``engines.onnx_rewrites``: erf GELU as one ``Gelu``, hard-swish as one ``HardSigmoid``,
   scalar affine blocks folded into their convolutions) with onnxruntime's memory arena on
@@ -98,7 +98,7 @@ class RapidOCROptions(BaseModel):
         default="auto",
         description="where the ONNX models run: openvino (its CPU plugin, in bf16 on CPUs with native bf16"
         " instructions: 1.3-1.5x the pages/s, same text on the samples), onnxruntime (RapidOCR's own runtime,"
-        " f32; faster than openvino in f32) or auto: openvino where it computes in bf16 (precision), else onnxruntime",
+        " f32; as fast as openvino in f32) or auto: openvino where it computes in bf16 (precision), else onnxruntime",
     )
     precision: Precision = Field(
         default="auto",
@@ -393,8 +393,8 @@ def detector_input(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.n
 def resolve_runtime(options: RapidOCROptions) -> str:
     """``runtime`` with auto resolved: openvino where it computes in bf16, else onnxruntime.
 
-    Precision bf16 asks for openvino (only it has bf16), f32 for onnxruntime (faster in
-    f32). Without the openvino package auto means onnxruntime; ``runtime: openvino`` and
+    Precision bf16 asks for openvino (only it has bf16), f32 for onnxruntime (as fast in
+    f32, with the rewritten graphs). Without the openvino package auto means onnxruntime; ``runtime: openvino`` and
     precision bf16 then fail when the engine is built, naming the package.
     """
     if options.runtime != "auto":
