@@ -240,6 +240,10 @@ def test_worker_node_removed_mid_run_loses_no_page(ray_env, cluster, start_drive
     assert len(contents) == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pages_total"] == 8 and summary["pages_failed"] == 0
-    # The lost actor was restarted, on the head (the table keeps an actor's last node after it ends).
+    # Ray restarted the lost actor. Where the replacement was placed before the run ended (a
+    # faster engine can finish the last pages on the surviving actor first), it ran on the head;
+    # an unplaced one keeps the lost node in the table.
     restarted = [a for a in _layout_actors(cluster) if a["ActorID"] in victims]
-    assert restarted and all(a["NumRestarts"] >= 1 and a["Address"]["NodeID"] == head.node_id for a in restarted), restarted
+    states = [(a["State"], a["NumRestarts"], a["Address"]["NodeID"]) for a in restarted]
+    assert restarted and all(restarts >= 1 for _, restarts, _ in states), states
+    assert all(node == head.node_id for _, _, node in states if node != worker.node_id), (states, head.node_id)
