@@ -107,7 +107,11 @@ class OpenVINOSession:
         outputs = []
         for name in output_names or list(self._outputs):
             value = results[self._outputs[name]]
-            outputs.append(sigmoid(value) if name in self.host_sigmoids else value.copy() if self.copy_outputs else value)
+            if name in self.host_sigmoids:
+                value = sigmoid(value)  # a new array either way
+            elif self.copy_outputs:
+                value = value.copy()
+            outputs.append(value)
         return outputs
 
     def get_inputs(self) -> list[Port]:

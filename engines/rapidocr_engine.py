@@ -378,7 +378,7 @@ def detector_input(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.n
 
     The same values as RapidOCR's ``DetPreProcess`` (within 1e-6) in a twelfth of the
     time (1.1 against 12.9 ms for a 704x832 canvas), and contiguous, which RapidOCR's
-    transposed array is not, so onnxruntime does not copy it again.
+    transposed array is not, so the runtime (onnxruntime or OpenVINO) does not copy it again.
     """
     scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(-1, 1, 1)
     offset = (255.0 * np.asarray(mean, dtype=np.float32)).reshape(-1, 1, 1)
@@ -394,8 +394,9 @@ def resolve_runtime(options: RapidOCROptions) -> str:
     """``runtime`` with auto resolved: openvino where it computes in bf16, else onnxruntime.
 
     Precision bf16 asks for openvino (only it has bf16), f32 for onnxruntime (as fast in
-    f32, with the rewritten graphs). Without the openvino package auto means onnxruntime; ``runtime: openvino`` and
-    precision bf16 then fail when the engine is built, naming the package.
+    f32, with the rewritten graphs). Without the openvino package auto means onnxruntime;
+    ``runtime: openvino`` and precision bf16 then fail when the engine is built, naming
+    the package.
     """
     if options.runtime != "auto":
         return options.runtime

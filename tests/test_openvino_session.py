@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from engines.openvino_session import OpenVINOSession, sigmoid
-from engines.ppocr_models import model_set
+from engines.ppocr_models import ModelSet, model_set
 
 DETECTOR_INPUT = (1, 3, 128, 160)
 
 
 @pytest.fixture(scope="module")
-def tiny() -> object:
+def tiny() -> ModelSet:
     return model_set("ppocr-v6-tiny")
 
 
@@ -22,7 +22,7 @@ def _input(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(shape) * 0.8).astype(np.float32)
 
 
-def _text_canvas(tiny: object) -> np.ndarray:
+def _text_canvas(tiny: ModelSet) -> np.ndarray:
     """The detector's input for black words on white paper, normalised as the model set says."""
     import cv2
 
@@ -36,7 +36,7 @@ def _text_canvas(tiny: object) -> np.ndarray:
 
 
 @pytest.mark.parametrize("precision", ["f32", "auto"])
-def test_detector_sigmoid_on_host_gives_the_models_own_map(tiny: object, precision: str) -> None:
+def test_detector_sigmoid_on_host_gives_the_models_own_map(tiny: ModelSet, precision: str) -> None:
     cut = OpenVINOSession(tiny.det, threads=1, precision=precision)
     whole = OpenVINOSession(tiny.det, threads=1, precision=precision, sigmoid_on_host=False)
     (name,) = [port.name for port in cut.get_outputs()]
@@ -50,7 +50,7 @@ def test_detector_sigmoid_on_host_gives_the_models_own_map(tiny: object, precisi
     assert np.allclose(ours, theirs, atol=1e-6)
 
 
-def test_recognizer_keeps_its_softmax_and_outputs_are_their_own(tiny: object) -> None:
+def test_recognizer_keeps_its_softmax_and_outputs_are_their_own(tiny: ModelSet) -> None:
     session = OpenVINOSession(tiny.rec, threads=1)
     assert session.host_sigmoids == frozenset()
     name = session.get_inputs()[0].name
@@ -72,7 +72,7 @@ def test_sigmoid_is_exact_and_quiet_at_the_extremes() -> None:
     assert logits[0] == -1e4  # input untouched
 
 
-def test_outputs_without_copies_are_views_until_the_next_run(tiny: object) -> None:
+def test_outputs_without_copies_are_views_until_the_next_run(tiny: ModelSet) -> None:
     """copy_outputs off (the engine's stages): the next run reuses the buffer, so callers decode first."""
     session = OpenVINOSession(tiny.rec, threads=1, copy_outputs=False)
     own = OpenVINOSession(tiny.rec, threads=1)

@@ -4,6 +4,7 @@ cases, and the space-restoration helpers on synthetic input."""
 from __future__ import annotations
 
 import difflib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,6 @@ from engines.ppocr_models import model_set
 from engines.rapidocr_engine import (
     RapidOCREngine,
     RapidOCROptions,
-    resolve_runtime,
     TextLine,
     blank_runs,
     detector_input,
@@ -26,6 +26,7 @@ from engines.rapidocr_engine import (
     needs_wider_gap,
     pitch_ratios,
     reading_order,
+    resolve_runtime,
     restore_spaces,
     space_allowed,
 )
@@ -163,7 +164,7 @@ def test_openvino_missing_names_the_way_out(monkeypatch: pytest.MonkeyPatch) -> 
     from engines import openvino_session
 
     openvino_session.openvino_core.cache_clear()
-    monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # import openvino raises ImportError
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
     try:
         assert cpu_default_precision() is None
         with pytest.raises(ImportError, match="pip install openvino.*runtime: onnxruntime"):
