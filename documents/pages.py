@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import pymupdf
 from PIL import Image, ImageSequence
 
+from documents.pymupdf_import import import_pymupdf
 from documents.selection import select_pages
 from documents.sniff import InputRejected
 
+pymupdf = import_pymupdf()  # this module only renders: the layout model stays unbuilt (see there)
 pymupdf.TOOLS.mupdf_display_errors(False)  # errors are reported per document instead
 
 

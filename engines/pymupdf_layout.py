@@ -50,16 +50,19 @@ class PyMuPDFLayoutEngine:
 
     def __init__(self, options: PyMuPDFLayoutOptions | None = None):
         self.options = options or PyMuPDFLayoutOptions()
-        # pymupdf builds the layout model's ONNX sessions when it is first imported, which
-        # in an actor or a job process has usually happened already (the split stage's
-        # modules), with onnxruntime's default threads.
-        built_unpinned = "pymupdf" in sys.modules
+        # A plain ``import pymupdf`` builds the layout model's ONNX sessions, with onnxruntime's
+        # default threads; the project's own modules import it without them
+        # (``documents.pymupdf_import``), which also leaves pymupdf4llm's layout mode off.
+        built_before = callable(getattr(sys.modules.get("pymupdf"), "_get_layout", None))
         with _onnx_threads(self.options.threads):
-            import pymupdf4llm  # activates pymupdf.layout, which builds its ONNX sessions
+            import pymupdf
+            import pymupdf4llm  # a first import of either builds the sessions here, pinned
 
-            if self.options.threads and built_unpinned:
-                # Rebuild them pinned with pymupdf4llm's own switch (0.3 s); unpinned, they
-                # cost 12 % more CPU per page on 2 cores.
+            if not callable(pymupdf._get_layout):
+                pymupdf4llm.use_layout(True)  # pymupdf4llm's own switch: builds them, pinned
+            elif self.options.threads and built_before:
+                # Built unpinned: rebuild them pinned (0.3 s); unpinned, they cost 12 %
+                # more CPU per page on 2 cores.
                 pymupdf4llm.use_layout(False)
                 pymupdf4llm.use_layout(True)
         from pymupdf4llm.helpers import document_layout

@@ -27,16 +27,21 @@ class RunSummary:
     # Time to the first finished document: start-up (Ray Data planning, actor processes,
     # model loading) plus the first batches, i.e. how long before results start to flow.
     first_document_seconds: float | None = None
+    # Pages/s from the first finished document to the end: the rate once results flow, with
+    # the start-up left out, which is what a run of many more pages approaches.
+    pages_per_second_after_first_document: float | None = None
     # Pages an engine generated again with a larger token budget (DOTS output cut off or invalid).
     pages_retried: int = 0
     duplicate_rows_dropped: int = 0
     config_fingerprint: str = ""
     ray: str = ""
     _started: float = field(default_factory=time.perf_counter, repr=False)
+    _first_document_pages: int = field(default=0, repr=False)
 
     def add(self, report: DocumentReport) -> None:
         if self.first_document_seconds is None:
             self.first_document_seconds = round(time.perf_counter() - self._started, 3)
+            self._first_document_pages = len(report.pages)
         self.documents_written += 1
         kinds: Counter[str] = Counter(self.failures_by_kind)
         if report.error:
@@ -58,10 +63,15 @@ class RunSummary:
     def finish(self) -> None:
         self.wall_seconds = round(time.perf_counter() - self._started, 3)
         self.pages_per_second = round(self.pages_total / self.wall_seconds, 3) if self.wall_seconds else 0.0
+        if self.first_document_seconds is not None and self.wall_seconds > self.first_document_seconds:
+            later_pages = self.pages_total - self._first_document_pages
+            self.pages_per_second_after_first_document = round(
+                later_pages / (self.wall_seconds - self.first_document_seconds), 3)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("_started")
+        data.pop("_first_document_pages")
         return data
 
     def render(self) -> None:
@@ -75,7 +85,8 @@ class RunSummary:
             ("pages", f"{self.pages_total} total, {self.pages_ok} ok, {self.pages_failed} failed, "
              f"{self.pages_retried} retried with a larger token budget"),
             ("throughput", f"{self.pages_per_second} pages/s over {self.wall_seconds} s "
-             f"(first document written after {self.first_document_seconds} s)"),
+             f"(first document written after {self.first_document_seconds} s; "
+             f"{self.pages_per_second_after_first_document} pages/s from then on)"),
             ("seconds per stage", ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.stage_seconds.items())) or "-"),
         ]
         if self.failures_by_kind:

@@ -127,7 +127,7 @@ def test_bad_inputs_give_error_records_and_lose_nothing_else(run):
     assert summary["pages_total"] == 6 and summary["pages_failed"] == 0  # 2 + 2 + 1 + 1 blank
     for kind in expected.values():
         assert summary["failures_by_kind"][kind] >= 1
-    assert summary["pages_per_second"] > 0
+    assert summary["pages_per_second"] > 0 and summary["pages_per_second_after_first_document"] > 0
     assert {"read", "split", "layout", "picture"} <= set(summary["stage_seconds"])
 
 
