@@ -193,8 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     one, two = figures["pipeline_1_actor"], figures["pipeline_2_actor"]
     ratios = {
         "two_actors_over_one": round(two["pages_per_s"] / one["pages_per_s"], 3),
+        # None for a one-document run: no page came after the first document.
         "two_actors_over_one_after_first_document": round(
-            two["after_first_pages_per_s"] / one["after_first_pages_per_s"], 3),
+            two["after_first_pages_per_s"] / one["after_first_pages_per_s"], 3)
+        if one["after_first_pages_per_s"] and two["after_first_pages_per_s"] else None,
         "pipeline_over_best_sequential": round(two["pages_per_s"] / best_sequential, 3),
     }
     if args.per_core:

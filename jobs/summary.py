@@ -63,8 +63,8 @@ class RunSummary:
     def finish(self) -> None:
         self.wall_seconds = round(time.perf_counter() - self._started, 3)
         self.pages_per_second = round(self.pages_total / self.wall_seconds, 3) if self.wall_seconds else 0.0
-        if self.first_document_seconds is not None and self.wall_seconds > self.first_document_seconds:
-            later_pages = self.pages_total - self._first_document_pages
+        later_pages = self.pages_total - self._first_document_pages
+        if self.first_document_seconds is not None and later_pages and self.wall_seconds > self.first_document_seconds:
             self.pages_per_second_after_first_document = round(
                 later_pages / (self.wall_seconds - self.first_document_seconds), 3)
 
@@ -79,14 +79,15 @@ class RunSummary:
         from rich.table import Table
 
         table = Table(title="OCR run summary", show_header=False)
+        then = ("" if self.pages_per_second_after_first_document is None
+                else f"; {self.pages_per_second_after_first_document} pages/s from then on")
         rows = [
             ("documents", f"{self.documents_total} total, {self.documents_written} written, "
              f"{self.documents_skipped} skipped (resume), {self.documents_failed} failed"),
             ("pages", f"{self.pages_total} total, {self.pages_ok} ok, {self.pages_failed} failed, "
              f"{self.pages_retried} retried with a larger token budget"),
             ("throughput", f"{self.pages_per_second} pages/s over {self.wall_seconds} s "
-             f"(first document written after {self.first_document_seconds} s; "
-             f"{self.pages_per_second_after_first_document} pages/s from then on)"),
+             f"(first document written after {self.first_document_seconds} s{then})"),
             ("seconds per stage", ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.stage_seconds.items())) or "-"),
         ]
         if self.failures_by_kind:

@@ -11,6 +11,7 @@ import numpy as np
 import pymupdf
 import pytest
 from pydantic import ValidationError
+from rapidfuzz.distance import Levenshtein
 
 from engines.base import PictureOCREngine
 from engines.openvino_session import OpenVINOSession, cpu_default_precision
@@ -116,7 +117,8 @@ def test_full_ocr_gives_scanned_page_a_text_layer(engine: RapidOCREngine, sample
 
 @pytest.mark.parametrize("models", ["ppocr-v6-tiny", "ppocr-v4"])
 def test_runtimes_read_the_same_text(models: str, samples: dict[str, Path]) -> None:
-    """OpenVINO (its own precision, f32, bf16) and onnxruntime (rewritten graphs, RapidOCR's own) read the same lines."""
+    """OpenVINO (its own precision, f32, bf16) and onnxruntime (rewritten graphs, RapidOCR's own) read the same lines
+    (in f32 exactly; bf16 within two characters)."""
     page = _rgb(pymupdf.Pixmap(str(samples["png"])))
     engines = {
         "openvino": RapidOCREngine(RapidOCROptions(models=models, runtime="openvino")),
@@ -137,7 +139,12 @@ def test_runtimes_read_the_same_text(models: str, samples: dict[str, Path]) -> N
     reference = lines["onnxruntime plain"]
     assert TITLE in [line.text for line in reference]
     for label, read in lines.items():
-        assert [line.text for line in read] == [line.text for line in reference], label
+        texts, expected = [line.text for line in read], [line.text for line in reference]
+        if engines[label].precision == "f32":
+            assert texts == expected, label
+        else:  # bf16 rounding can flip one borderline glyph: "Capacity MW" / "Mw" on an AMX CPU, not on AVX512_BF16
+            assert len(texts) == len(expected), label
+            assert sum(Levenshtein.distance(a, b) for a, b in zip(texts, expected)) <= 2, (label, texts)
         moved = np.abs(np.array([line.quad for line in read]) - np.array([line.quad for line in reference]))
         if engines[label].precision == "f32":
             assert moved.max() <= 0.5, label

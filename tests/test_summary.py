@@ -15,7 +15,7 @@ def _report(pages: int) -> SimpleNamespace:
 
 def test_rate_after_the_first_document_leaves_the_start_up_out(monkeypatch):
     clock = iter([110.0, 116.0])  # the first document written, then the finish
-    monkeypatch.setattr(jobs.summary.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(jobs.summary, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     summary = RunSummary(_started=100.0)
     for pages in (2, 3, 5):
         summary.add(_report(pages))
@@ -24,3 +24,13 @@ def test_rate_after_the_first_document_leaves_the_start_up_out(monkeypatch):
     assert summary.pages_per_second == round(10 / 16, 3)
     assert summary.pages_per_second_after_first_document == round(8 / 6, 3)  # the first document's 2 pages left out
     assert "_first_document_pages" not in summary.to_dict()
+
+
+def test_no_rate_after_the_first_document_when_nothing_came_after(monkeypatch):
+    clock = iter([110.0, 116.0])
+    monkeypatch.setattr(jobs.summary, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    summary = RunSummary(_started=100.0)
+    summary.add(_report(4))
+    summary.finish()
+    assert summary.pages_per_second == round(4 / 16, 3)
+    assert summary.pages_per_second_after_first_document is None  # not 0.0: no page came after
