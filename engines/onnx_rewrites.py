@@ -47,13 +47,13 @@ class RewriteCounts:
         return self.gelu + self.hard_swish + self.affine_folded
 
 
-def optimize_model(path: str | Path) -> tuple[bytes, RewriteCounts]:
-    """The model at ``path`` with every rewrite applied, serialized for ``InferenceSession``.
+def optimize_model(model: str | Path | bytes) -> tuple[bytes, RewriteCounts]:
+    """The model (a file, or a serialized graph) with every rewrite applied, serialized for ``InferenceSession``.
 
     GELU goes first: its trailing ``* 0.5`` is also a scalar ``Mul`` before a 1x1
     convolution, which the affine fold would otherwise take and so break the pattern.
     """
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
     gelu = fuse_erf_gelu(model)
     hard_swish = fuse_hard_swish(model.graph)
     counts = RewriteCounts(gelu=gelu, hard_swish=hard_swish, affine_folded=fold_scalar_affine(model.graph))

@@ -70,7 +70,7 @@ class OpenVINOSession:
     same cores.
     """
 
-    def __init__(self, model_path: str | Path, *, threads: int = 0, precision: Precision = "auto",
+    def __init__(self, model: str | Path | bytes, *, threads: int = 0, precision: Precision = "auto",
                  sigmoid_on_host: bool = True, copy_outputs: bool = True):
         core = openvino_core()
         config: dict[str, Any] = {"NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
@@ -78,7 +78,7 @@ class OpenVINOSession:
             config["INFERENCE_NUM_THREADS"] = threads
         if precision != "auto":
             config["INFERENCE_PRECISION_HINT"] = precision
-        model = core.read_model(str(model_path))
+        model = core.read_model(model if isinstance(model, bytes) else str(model))  # a file or a serialized ONNX graph
         names = [port.get_any_name() for port in model.outputs]  # what callers ask for, cut or not
         model, cut = without_output_sigmoids(model) if sigmoid_on_host else (model, [False] * len(names))
         self._model = core.compile_model(model, "CPU", config)

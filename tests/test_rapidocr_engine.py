@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pymupdf
 import pytest
 from pydantic import ValidationError
 from rapidfuzz.distance import Levenshtein
 
 from engines.base import PictureOCREngine
+from engines.charsets import is_east_asian
 from engines.openvino_session import OpenVINOSession, cpu_default_precision
 from engines.ppocr_models import model_set
 from engines.rapidocr_engine import (
@@ -150,6 +152,44 @@ def test_runtimes_read_the_same_text(models: str, samples: dict[str, Path]) -> N
             assert moved.max() <= 0.5, label
         else:  # bf16 moves the detector's probability map a little: PP-OCRv4 mean 0.44 px, at most 2.9 px measured
             assert moved.max() <= 4.0 and moved.mean() <= 1.0, label
+
+
+def _mixed_script_line() -> np.ndarray:
+    """Chinese and English words on a line (PyMuPDF's built-in CJK font); RapidOCR finds the Chinese as its own line."""
+    page = pymupdf.open().new_page(width=400, height=120)
+    page.insert_text((20, 50), "Annual Report 年度报告", fontname="china-s", fontsize=20)
+    return _rgb(page.get_pixmap(dpi=DPI))
+
+
+@pytest.mark.parametrize("runtime", [{}, {"runtime": "onnxruntime"}, {"runtime": "onnxruntime", "fast_graphs": False}])
+def test_latin_charset_cuts_the_recognizer_and_reads_latin_pages_alike(
+        runtime: dict, engine: RapidOCREngine, page_one_lines: list[TextLine], samples: dict[str, Path]) -> None:
+    """Every session path runs the cut graph: the same lines on the sample page, and on a mixed line the full
+    recognizer's reading without its Chinese."""
+    latin = RapidOCREngine(RapidOCROptions(charset="latin", **runtime))
+    decoder = latin._ocr.text_rec.postprocess_op.character
+    assert latin.recognizer_classes == len(decoder) < engine.recognizer_classes / 5
+    assert decoder[0] == "blank" and not any(is_east_asian(character) for character in decoder)
+    latin_lines = latin.read_lines(_rgb(pymupdf.Pixmap(str(samples["png"]))))
+    if latin.precision == engine.precision:
+        assert [line.text for line in latin_lines] == [line.text for line in page_one_lines]
+    else:  # onnxruntime f32 against the module's engine on a bf16 CPU: as in test_runtimes_read_the_same_text
+        assert sum(Levenshtein.distance(a.text, b.text) for a, b in zip(latin_lines, page_one_lines, strict=True)) <= 2
+    line = _mixed_script_line()
+    full = [text.text for text in RapidOCREngine(RapidOCROptions(**runtime)).read_lines(line)]
+    assert "Annual" in full and any(is_east_asian(character) for character in "".join(full))
+    without_chinese = ["".join(c for c in text if not is_east_asian(c)).strip() for text in full]
+    assert [text.text for text in latin.read_lines(line)] == [text for text in without_chinese if text]
+
+
+def test_a_charset_on_a_recognizer_without_an_output_layer_names_the_option(tmp_path: Path) -> None:
+    rec = onnx.load(str(model_set("ppocr-v6-tiny").rec))
+    rec.graph.node[-1].op_type = "Sigmoid"  # not a CTC softmax any more
+    del rec.graph.node[-1].attribute[:]  # Softmax's axis
+    onnx.save(rec, tmp_path / "rec.onnx")
+    with pytest.raises(ValueError, match=r"charset: latin cannot cut .*rec\.onnx: .*made by Sigmoid, not Softmax"):
+        RapidOCREngine(RapidOCROptions(charset="latin", rec_model=tmp_path / "rec.onnx",
+                                       rec_keys=model_set("ppocr-v6-tiny").rec_keys))
 
 
 def test_bf16_needs_openvino() -> None:
