@@ -7,7 +7,10 @@ PDF, through pymupdf4llm's own OCR hook, and the same layout analysis runs on it
 
 OCR is decided by us, not by pymupdf4llm's heuristic: its default also OCRs born-digital
 pages that contain pictures with words, which turns the picture into text boxes. Here a
-picture stays a Picture element and its words come from the picture-OCR stage.
+picture stays a Picture element and its words come from the picture-OCR stage. The engine
+writes the OCR text layer itself before the layout call (pymupdf4llm's OCR hook would
+first analyse the page for its own decision, and with ``force_ocr`` it kept an earlier OCR
+layer instead of reading the page again).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ class PyMuPDFLayoutOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ocr: Literal["auto", "always", "never"] = Field(
-        "auto", description="auto: OCR pages that have no text layer; always: also pages with text; never: no OCR"
+        "auto",
+        description="auto: OCR pages that have no text layer; always: also pages with text (an earlier OCR text"
+        " layer is replaced); never: no OCR",
     )
     threads: int = Field(
         0, ge=0, description="ONNX intra-op threads of the layout models (0 = onnxruntime's default: all cores)"
@@ -89,24 +94,25 @@ class PyMuPDFLayoutEngine:
         doc = pymupdf.open(stream=meta.pdf_bytes, filetype="pdf")
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_pymupdf():  # pymupdf4llm prints progress notes
-                parsed = self._parse(
-                    doc,
-                    use_ocr=needs_ocr,
-                    force_ocr=needs_ocr,
-                    ocr_function=self._ocr_callback if needs_ocr else None,
-                    ocr_dpi=max(36, round(72 * meta.scale)),
-                    force_text=True,
-                    render_html_tables=self.options.html_tables,
-                )
+                if needs_ocr:
+                    self._write_ocr_text_layer(doc[0], dpi=max(36, round(72 * meta.scale)))
+                parsed = self._parse(doc, use_ocr=False, force_text=True, render_html_tables=self.options.html_tables)
         finally:
             doc.close()
         elements = [self._element(box, meta.scale, meta.width, meta.height) for box in parsed.pages[0].boxes]
         return PageLayout(elements=elements, info={"ocr": needs_ocr, "text_layer": meta.has_text_layer})
 
-    def _ocr_callback(self, page, dpi: int = 150, language: str | None = None, keep_ocr_text: bool = False, **_: object) -> None:
+    def _write_ocr_text_layer(self, page, dpi: int) -> None:
+        """Give ``page`` RapidOCR's text as an invisible text layer, replacing any earlier OCR text.
+
+        Done here rather than through ``parse_document``'s OCR hook: with the hook,
+        pymupdf4llm first analyses the whole page to decide on OCR (40 ms of a scanned
+        page's 480), a decision this engine has already made. The layout that follows is
+        the same: the hook would write the same layer with the same call.
+        """
         from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
 
-        exec_ocr_full(page, self.ocr.full_ocr, dpi=dpi, language=language, keep_ocr_text=keep_ocr_text)
+        exec_ocr_full(page, self.ocr.full_ocr, dpi=dpi, keep_ocr_text=False)
 
     def _element(self, box, scale: float, width: int, height: int) -> Element:
         category = _CLASS_TO_CATEGORY.get(box.boxclass, "Text")
