@@ -3,7 +3,7 @@
 For pages with a text layer, the layout model classifies text-layer blocks into the
 DOTS classes and the text comes straight from the PDF (exact, no OCR). For image-only
 pages (scans, photos), RapidOCR first writes an invisible text layer into the one-page
-PDF, through pymupdf4llm's own OCR hook, and the same layout analysis runs on it.
+PDF, with pymupdf4llm's own writer (``exec_ocr_full``), and the same layout analysis runs on it.
 
 OCR is decided by us, not by pymupdf4llm's heuristic: its default also OCRs born-digital
 pages that contain pictures with words, which turns the picture into text boxes. Here a

@@ -218,8 +218,6 @@ class RapidOCREngine:
         models = {stage: wrapper.session._model_path for stage, wrapper in self._stage_wrappers().items()}
         if self.options.charset != "all":
             models["rec"] = self._restrict_charset(models["rec"])
-        #: Classes the recognizer scores per column (CTC blank included): ``charset`` applied.
-        self.recognizer_classes = len(self._ocr.text_rec.postprocess_op.character)
         #: Where the models run ("openvino" or "onnxruntime": ``runtime`` resolved) and in what precision.
         self.runtime, self.precision = resolve_runtime(self.options), "f32"
         if self.runtime == "openvino":
@@ -230,6 +228,11 @@ class RapidOCREngine:
             self._use_onnxruntime_sessions({"rec": models["rec"]}, rewrite=False)
 
     # -- public API -------------------------------------------------------------------
+
+    @property
+    def recognizer_classes(self) -> int:
+        """Classes the recognizer scores per column (CTC blank included), ``charset`` applied."""
+        return len(self._ocr.text_rec.postprocess_op.character)
 
     def read_lines(self, image: np.ndarray) -> list[TextLine]:
         """OCR one RGB image; lines in reading order (top to bottom, then left to right)."""
