@@ -125,9 +125,16 @@ def start_driver(cluster):
             driver.wait()
 
 
-def _add_node(cluster, num_cpus: int):
+#: Two-page scanned documents in the node-loss run: enough that, after the first report, the
+#: surviving actor still has seconds of pages left when Ray restarts the lost one.
+SCANNED_COPIES = 8
+#: GCS health checks every 200 ms, a node dead after 3 missed ones.
+FAST_NODE_DEATH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200, "health_check_failure_threshold": 3}
+
+
+def _add_node(cluster, num_cpus: int, **kwargs: Any):
     return cluster.add_node(num_cpus=num_cpus, node_ip_address="127.0.0.1", include_dashboard=False,
-                            object_store_memory=200 * 1024 * 1024)
+                            object_store_memory=200 * 1024 * 1024, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +146,7 @@ def inputs(three_reports_and_a_page) -> Path:
 def scanned_inputs(tmp_path_factory, samples_dir) -> Path:
     """Image-only PDFs: every page goes through OCR, so pages are still in flight when a node is lost."""
     folder = tmp_path_factory.mktemp("multinode_scanned")
-    for copy in range(4):
+    for copy in range(SCANNED_COPIES):
         shutil.copy(samples_dir / "report_scanned.pdf", folder / f"scanned_{copy}.pdf")
     return folder
 
@@ -212,7 +219,10 @@ def test_actors_on_both_nodes_and_same_reports_as_one_node(ray_env, cluster, sta
 
 
 def test_worker_node_removed_mid_run_loses_no_page(ray_env, cluster, start_driver, scanned_inputs, tmp_path):
-    head = _add_node(cluster, num_cpus=4)  # room for the lost actor's replacement
+    # Room for the lost actor's replacement. The head's GCS finds a dead node within a second
+    # (Ray's default health checks take up to 15 s, longer than the rest of this run can be),
+    # so it restarts the lost actor before the run ends.
+    head = _add_node(cluster, num_cpus=4, _system_config=FAST_NODE_DEATH)
     worker = _add_node(cluster, num_cpus=2)
     cluster.wait_for_nodes()
     out = tmp_path / "out"
@@ -229,7 +239,7 @@ def test_worker_node_removed_mid_run_loses_no_page(ray_env, cluster, start_drive
     _finish(driver, out)
 
     reports = _reports(out)
-    assert sorted(reports) == [f"scanned_{i}.pdf.json" for i in range(4)]
+    assert sorted(reports) == [f"scanned_{i}.pdf.json" for i in range(SCANNED_COPIES)]
     for name, report in reports.items():
         assert report["error"] is None and report["pages_failed"] == 0, name
         assert [p["page_number"] for p in report["pages"]] == [1, 2], name  # every page exactly once
@@ -239,7 +249,7 @@ def test_worker_node_removed_mid_run_loses_no_page(ray_env, cluster, start_drive
     contents = {json.dumps([{k: v for k, v in p.items() if k != "timings"} for p in r["pages"]]) for r in reports.values()}
     assert len(contents) == 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["pages_total"] == 8 and summary["pages_failed"] == 0
+    assert summary["pages_total"] == 2 * SCANNED_COPIES and summary["pages_failed"] == 0
     # Ray restarted the lost actor. Where the replacement was placed before the run ended (a
     # faster engine can finish the last pages on the surviving actor first), it ran on the head;
     # an unplaced one keeps the lost node in the table.
