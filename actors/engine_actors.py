@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from actors.rows import add_error, add_timing, batch_to_rows, has_error, rows_to_batch
+from actors.rows import add_error, add_timing, batch_to_rows, has_bytes, has_error, rows_to_batch
 from actors.stages import page_image
 from engines.base import PageImage, PageMeta
 from engines.registry import build_engine, close_engine
@@ -59,16 +59,18 @@ class EngineHost:
 class LayoutActor(EngineHost):
     """Hosts a layout engine (pymupdf, dots, ...) chosen by name.
 
-    ``keep_pixels``: pass the page image on (the crop stage needs it); without picture
-    OCR it is dropped here, the last stage that reads it.
+    ``crop_pictures``: picture OCR follows, so a page with Picture elements passes on what
+    the crop stage cuts them from: its pixels, or its one-page PDF where it was not
+    rasterized. Everything else heavy is dropped here, the last stage that reads it, so
+    a page without pictures travels on as a few kilobytes of results.
     """
 
     kind = "layout"
 
     def __init__(self, engine: str, options: dict[str, Any], retries: int, page_timeout_s: float | None = None,
-                 keep_pixels: bool = True):
+                 crop_pictures: bool = True):
         super().__init__(engine, options, retries, page_timeout_s)
-        self.keep_pixels = keep_pixels
+        self.crop_pictures = crop_pictures
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         rows = batch_to_rows(batch)
@@ -77,6 +79,7 @@ class LayoutActor(EngineHost):
         started = time.perf_counter()
         outcomes = self.run(self.engine.layout, pages)
         per_page = (time.perf_counter() - started) / max(1, len(todo))
+        with_pictures: set[int] = set()  # id() of rows read without error that have a Picture element
         for row, outcome in zip(todo, outcomes):
             row["engine_layout"] = self.engine.name
             add_timing(row, "layout", per_page)
@@ -89,14 +92,27 @@ class LayoutActor(EngineHost):
                 add_error(row, layout.error.kind, layout.error.message, "layout", 1 + int(layout.info.get("retries", 0)))
             row["layout_json"] = json.dumps([e.to_dict() for e in layout.elements], ensure_ascii=False)
             row["layout_info"] = json.dumps(layout.info, ensure_ascii=False)
+            if not layout.error and any(e.category == "Picture" for e in layout.elements):
+                with_pictures.add(id(row))
         for row in rows:
-            row.pop("pdf_bytes", None)
-            if not self.keep_pixels:
-                row.pop("pixels", None)
             row.setdefault("engine_layout", "")
             row.setdefault("layout_json", "")
             row.setdefault("layout_info", "")
+            self._drop_page_data(row, to_crop=id(row) in with_pictures)
         return rows_to_batch(rows)
+
+    def _drop_page_data(self, row: dict[str, Any], to_crop: bool) -> None:
+        """Keep only what the crop stage cuts ``row``'s pictures from (pixels, else the PDF), if it has any to cut."""
+        if not self.crop_pictures:  # no later stage reads either: drop the columns
+            row.pop("pixels", None)
+            row.pop("pdf_bytes", None)
+            return
+        # Emptied rather than dropped: every row of a batch keeps the same columns.
+        has_pixels = has_bytes(row, "pixels")
+        if not (to_crop and has_pixels):
+            row["pixels"] = b""
+        if not to_crop or has_pixels:
+            row["pdf_bytes"] = b""
 
 
 class PictureOCRActor(EngineHost):

@@ -2,8 +2,9 @@
 
 Rows are flat (strings, ints, floats, bytes) so Arrow blocks stay simple: nested results
 travel as JSON strings, images as raw RGB bytes plus their size. Heavy columns are
-dropped as soon as no later stage needs them (``pdf_bytes`` after layout, ``pixels``
-after cropping, ``crops`` after picture OCR).
+dropped or emptied as soon as no later stage needs them (``pixels`` and ``pdf_bytes``
+after layout unless the page has pictures to crop, both after cropping, ``crops`` after
+picture OCR).
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def add_timing(row: dict[str, Any], stage: str, seconds: float) -> None:
     timings = json.loads(row.get("timings_json") or "{}")
     timings[stage] = round(timings.get(stage, 0.0) + seconds, 4)
     row["timings_json"] = json.dumps(timings)
+
+
+def has_bytes(row: dict[str, Any], column: str) -> bool:
+    """Whether ``row`` carries a non-empty binary value in ``column`` (pixels and PDFs are emptied, not removed)."""
+    value = row.get(column)
+    return value is not None and len(value) > 0
 
 
 def has_error(row: dict[str, Any]) -> bool:

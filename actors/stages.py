@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from actors.rows import DOC_COLUMNS, DOCUMENT_ROW, add_error, add_timing, has_error, plain
-from documents.crops import crop_pictures
+from actors.rows import DOC_COLUMNS, DOCUMENT_ROW, add_error, add_timing, has_bytes, has_error, plain
+from documents.crops import crop_pictures, render_picture_crops
 from documents.pages import SplitLimits, split_pages
 from documents.report import PageRecord
 from documents.sniff import InputRejected, check_type
@@ -117,21 +117,39 @@ def split_document(row: dict[str, Any], limits: dict[str, Any]) -> Iterator[dict
         yield out
 
 
-def page_image(row: dict[str, Any]) -> np.ndarray:
+def page_image(row: dict[str, Any]) -> np.ndarray | None:
+    """The row's page pixels, or None where the page was not rasterized (its engine reads the PDF)."""
+    if not has_bytes(row, "pixels"):
+        return None
     return np.frombuffer(row["pixels"], dtype=np.uint8).reshape(int(row["height"]), int(row["width"]), 3)
 
 
+def _picture_crops(row: dict[str, Any], elements: list[dict], crop: dict[str, Any]) -> list:
+    """From the page's pixels where it has them, else rendered from its one-page PDF."""
+    image = page_image(row)
+    if image is not None:
+        return crop_pictures(image, elements, **crop)
+    if not has_bytes(row, "pdf_bytes"):
+        raise ValueError("the page has Picture elements but neither pixels nor a PDF to crop them from")
+    return render_picture_crops(
+        bytes(row["pdf_bytes"]), float(row["scale"]), int(row["width"]), int(row["height"]), elements, **crop
+    )
+
+
 def crop_page(row: dict[str, Any], crop: dict[str, Any]) -> dict[str, Any]:
-    """Cut picture regions out of a page for picture OCR; drop the page pixels afterwards."""
+    """Cut picture regions out of a page for picture OCR; drop the page pixels and PDF afterwards."""
     started = time.perf_counter()
     crops: list = []
     if not has_error(row) and row.get("layout_json"):
         try:
-            crops = crop_pictures(page_image(row), json.loads(row["layout_json"]), **crop)
+            elements = json.loads(row["layout_json"])
+            if any(element.get("category") == "Picture" for element in elements):
+                crops = _picture_crops(row, elements, crop)
         except Exception as exc:  # noqa: BLE001 - recorded on the page
             add_error(row, "crop_error", f"{type(exc).__name__}: {exc}", "crop")
     row["crops"] = pickle.dumps([(c.region_id, c.bbox, c.image) for c in crops]) if crops else b""
     row.pop("pixels", None)
+    row.pop("pdf_bytes", None)
     add_timing(row, "crop", time.perf_counter() - started)
     return row
 

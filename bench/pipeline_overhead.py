@@ -45,8 +45,12 @@ from samples.generate import generate
 
 
 def sequential(inputs: list[Path], threads: int) -> dict:
-    """Split + layout (with OCR) + crops + picture OCR, one page after another, in this process."""
-    from documents.crops import crop_pictures
+    """Split + layout (with OCR) + crops + picture OCR, one page after another, in this process.
+
+    As the pipeline does for this engine (it reads the PDF): pages are not rasterized,
+    picture crops are rendered from the one-page PDF.
+    """
+    from documents.crops import render_picture_crops
     from documents.pages import SplitLimits, split_pages
     from engines.base import PageImage, PageMeta
     from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
@@ -58,12 +62,13 @@ def sequential(inputs: list[Path], threads: int) -> dict:
     picture = RapidOCREngine(ocr_options)
     pages = 0
     for path in inputs:
-        _, _, rendered = split_pages(path.read_bytes(), "pdf", SplitLimits())
+        _, _, rendered = split_pages(path.read_bytes(), "pdf", SplitLimits(pixels=False))
         for page in rendered:
             meta = PageMeta(str(path), str(path), page.page_number, page.width, page.height, page.scale,
                             page.pdf_bytes, page.has_text_layer)
-            (result,) = layout.layout([PageImage(page.image(), meta)])
-            crops = crop_pictures(page.image(), [e.to_dict() for e in result.elements], 8, 2.0, 32, 16_000_000)
+            (result,) = layout.layout([PageImage(None, meta)])
+            crops = render_picture_crops(page.pdf_bytes, page.scale, page.width, page.height,
+                                         [e.to_dict() for e in result.elements], 8, 2.0, 32, 16_000_000)
             picture.recognize([c.image for c in crops])
             pages += 1
     seconds = time.perf_counter() - started

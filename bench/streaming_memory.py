@@ -24,8 +24,10 @@ The real engines are slow on a 2-core machine (about 0.55 pages/s here, so the d
 200 + 2000 pages take about an hour). Cheap mode, ``--cheap``, swaps them for
 ``TextLayerLayout`` below (the page's text-layer blocks through PyMuPDF: no layout model,
 no OCR, picture OCR off) and runs the 2200 pages in minutes. Everything that decides
-memory is unchanged: the same pipeline, the same rows (rendered pixels, one-page PDFs),
-blocks, pools and backpressure; only the time spent inside the engine call differs.
+memory is unchanged: the same pipeline, blocks, pools and backpressure; only the time
+spent inside the engine call differs. Its rows are the heavier kind: it declares no
+``reads = "pdf"``, so pages are rasterized for it and their pixels travel to it, as they
+do for an engine that reads pixels (DOTS); the real PyMuPDF engine reads only the PDF.
 """
 
 from __future__ import annotations

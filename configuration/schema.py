@@ -106,7 +106,11 @@ class LayoutConfig(EngineConfig):
 
 class CropConfig(Strict):
     padding_px: int = Field(8, ge=0, description="pixels added around each picture region before cropping")
-    upscale: float = Field(2.0, ge=1.0, le=8.0, description="crops are enlarged by this factor before picture OCR")
+    upscale: float = Field(
+        2.0, ge=1.0, le=8.0,
+        description="crops are enlarged by this factor before picture OCR (rendered at that resolution from the page's PDF"
+        " where the page was not rasterized)",
+    )
     min_size_px: int = Field(32, ge=1, description="regions narrower or shorter than this (page pixels) are skipped")
     max_crop_pixels: int = Field(16_000_000, ge=1, description="upscaling stops at this many pixels per crop")
 

@@ -3,8 +3,12 @@
 Every page comes out as a ``RenderedPage``: RGB pixels at the configured DPI (scaled down
 under ``max_pixels``), plus a one-page PDF so that layout engines which read the PDF
 itself (PyMuPDF) see only that page. Image files become one page per frame (TIFF can hold
-several). Problems raise ``InputRejected`` (whole document) or come back as a page with
-``error`` set (one page), so nothing is silently dropped.
+several). When no stage reads the whole page's pixels (``SplitLimits.pixels`` off: the
+layout engine reads the PDF and picture crops are rendered from it), a PDF page is not
+rasterized at all and its size in pixels is computed as the rasterizer would give it, so
+boxes and reports do not change; an image page keeps only its PDF. Problems raise
+``InputRejected`` (whole document) or come back as a page with ``error`` set (one page),
+so nothing is silently dropped.
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ class RenderedPage:
     width: int = 0
     height: int = 0
     scale: float = 1.0  # page pixels per PDF point
-    pixels: bytes = b""  # RGB, row-major, width*height*3
+    pixels: bytes = b""  # RGB, row-major, width*height*3; empty when not rasterized
     pdf_bytes: bytes = b""
     has_text_layer: bool = False
     error: str | None = None
 
     def image(self) -> np.ndarray:
+        if not self.pixels:
+            raise ValueError(f"page {self.page_number} was split without its pixels (SplitLimits.pixels is off)")
         return np.frombuffer(self.pixels, dtype=np.uint8).reshape(self.height, self.width, 3)
 
 
@@ -48,6 +54,7 @@ class SplitLimits:
     max_image_pixels: int = 200_000_000
     pages: str | None = None
     max_pages: int | None = None
+    pixels: bool = True  # rasterize the page; off when every later stage reads the one-page PDF instead
 
 
 def fit_scale(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> float:
@@ -103,17 +110,23 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, limits: SplitLimits) ->
     if rect.is_empty or rect.width <= 0 or rect.height <= 0:
         raise ValueError(f"page has an empty size {tuple(rect)}")
     scale = fit_scale(rect.width, rect.height, limits.dpi, limits.max_pixels)
-    pix = page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), colorspace=pymupdf.csRGB, alpha=False)
+    matrix = pymupdf.Matrix(scale, scale)
+    if limits.pixels:
+        pix = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
+        width, height, pixels = pix.width, pix.height, bytes(pix.samples)
+    else:  # the size get_pixmap would give (the transformed page rectangle, rounded outward)
+        size = (rect * matrix).irect
+        width, height, pixels = size.width, size.height, b""
     single = pymupdf.open()
     single.insert_pdf(doc, from_page=number - 1, to_page=number - 1)
     pdf_bytes = single.tobytes(garbage=1, deflate=True)
     single.close()
     return RenderedPage(
         page_number=number,
-        width=pix.width,
-        height=pix.height,
-        scale=pix.width / rect.width,
-        pixels=bytes(pix.samples),
+        width=width,
+        height=height,
+        scale=width / rect.width,
+        pixels=pixels,
         pdf_bytes=pdf_bytes,
         has_text_layer=bool(page.get_text("text").strip()),
     )
@@ -178,7 +191,7 @@ def _image_page(frame: Image.Image, number: int, limits: SplitLimits) -> Rendere
         width=rgb.width,
         height=rgb.height,
         scale=1.0,
-        pixels=pixels,
+        pixels=pixels if limits.pixels else b"",
         pdf_bytes=pdf_bytes,
         has_text_layer=False,
     )

@@ -50,9 +50,13 @@ class PageMeta:
 
 @dataclass
 class PageImage:
-    """A rasterized page (RGB, uint8, H x W x 3) with its metadata."""
+    """A rasterized page (RGB, uint8, H x W x 3) with its metadata.
 
-    image: np.ndarray
+    ``image`` is None for an engine registered as reading the PDF (``reads="pdf"`` in
+    ``engines.registry``): the pipeline does not rasterize pages for it.
+    """
+
+    image: np.ndarray | None
     meta: PageMeta
 
 

@@ -4,7 +4,8 @@ Entries are import paths, not imports, so that loading the config stays cheap an
 engine whose heavy dependencies (torch, vLLM) are absent only fails when it is chosen.
 Engines register here with one entry each; a name of the form ``package.module:Class``
 loads a plug-in engine from the user's own code (its options model is ``Class.Options``
-when it has one).
+when it has one, and a layout engine that reads only the one-page PDF says
+``reads = "pdf"``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 EngineKind = Literal["layout", "picture"]
+#: What a layout engine reads of a page: its rasterized pixels, or only its one-page PDF
+#: (then the pipeline does not rasterize pages for it; see ``documents.pages``).
+PageInput = Literal["pixels", "pdf"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class EngineSpec:
     engine: str  # "module:Class"
     options: str  # "module:OptionsModel"
     description: str
+    reads: PageInput = "pixels"
 
 
 ENGINES: dict[str, EngineSpec] = {
@@ -32,6 +37,7 @@ ENGINES: dict[str, EngineSpec] = {
         "engines.pymupdf_layout:PyMuPDFLayoutEngine",
         "engines.pymupdf_layout:PyMuPDFLayoutOptions",
         "PyMuPDF 2 layout analysis (pymupdf4llm) on the text layer; RapidOCR text layer for image-only pages",
+        reads="pdf",
     ),
     "rapidocr": EngineSpec(
         "picture",
@@ -76,6 +82,17 @@ class PluginOptions(BaseModel):
     """Options of a plug-in engine without an ``Options`` model: passed through as given."""
 
     model_config = ConfigDict(extra="allow")
+
+
+def layout_reads(name: str) -> PageInput:
+    """What the layout engine ``name`` reads of a page; a plug-in says so in a class attribute ``reads`` (default pixels)."""
+    spec = get_spec(name, "layout")
+    if name in ENGINES:
+        return spec.reads
+    reads = getattr(_load(spec.engine), "reads", "pixels")
+    if reads not in ("pixels", "pdf"):
+        raise ValueError(f"plug-in engine {name!r} has reads={reads!r}; it must be 'pixels' or 'pdf'")
+    return reads
 
 
 def _options_model(spec: EngineSpec) -> type[BaseModel]:

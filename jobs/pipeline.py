@@ -3,6 +3,7 @@
     from_items(documents)
       -> map(read_document)             read bytes, sha256, sniff type        (CPU tasks)
       -> flat_map(split_document)       one row per selected page, rasterized (CPU tasks)
+                                        where the layout engine reads pixels
       -> map_batches(LayoutActor)       layout engine actor pool              (CPU or GPU)
       -> map(crop_page)                 picture-region crops                  (CPU tasks; with picture OCR)
       -> map_batches(PictureOCRActor)   picture OCR actor pool                (CPU or GPU; when enabled)
@@ -30,6 +31,7 @@ from actors.engine_actors import LayoutActor, PictureOCRActor
 from actors.stages import crop_page, read_document, split_document
 from configuration.schema import ActorPoolConfig, OCRConfig
 from documents.inputs import InputDocument
+from engines.registry import layout_reads
 
 
 def _pool_args(pool: ActorPoolConfig) -> dict[str, Any]:
@@ -85,6 +87,10 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
         "max_image_pixels": ocr.inputs.max_image_pixels,
         "pages": ocr.inputs.pages,
         "max_pages": ocr.inputs.max_pages,
+        # An engine that reads the one-page PDF gets no rasterized page: the split stage
+        # skips rendering and the rows carry kilobytes instead of width x height x 3 bytes
+        # (6.5 MB for an A4 page at 150 dpi); picture crops are rendered from the PDF.
+        "pixels": layout_reads(ocr.layout.engine) == "pixels",
     }
     cpu = ocr.split_num_cpus
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
@@ -94,11 +100,11 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
         LayoutActor,
         fn_constructor_kwargs={
             "engine": ocr.layout.engine, "options": ocr.layout.options, "retries": ocr.retries,
-            "page_timeout_s": ocr.page_timeout_s, "keep_pixels": ocr.picture.enabled,
+            "page_timeout_s": ocr.page_timeout_s, "crop_pictures": ocr.picture.enabled,
         },
         **_pool_args(ocr.layout.pool),
     )
-    if not ocr.picture.enabled:  # the layout actors dropped the pixels: nothing left to crop
+    if not ocr.picture.enabled:  # the layout actors dropped the pages' pixels and PDFs: nothing left to crop
         return ds
     # Per page: bundling rows up to the picture batch size here would hold pages back
     # before the picture actors, which bundle for themselves.

@@ -32,9 +32,10 @@ class HangOnPage:
 
 
 class _PyMuPDFWrapper:
-    """The real CPU layout engine, so fault tests compare real results."""
+    """The real CPU layout engine, so fault tests compare real results (it reads the PDF, as the real one does)."""
 
     name = "pymupdf"
+    reads = "pdf"
 
     class Options(BaseModel):
         marker: str = ""  # DieOnce: file that records the one death

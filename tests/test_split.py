@@ -69,3 +69,32 @@ def test_selection_is_returned_and_followed(samples_dir):
     count, selected, pages = split_pages(data, "pdf", SplitLimits(pages="2-", max_pages=1))
     assert count == 2 and selected == [2]
     assert [p.page_number for p in pages] == [2]
+
+
+def _rotated_pages_pdf() -> bytes:
+    import pymupdf
+
+    doc = pymupdf.open()
+    for width, height, rotation in ((612, 792, 0), (595.3, 841.9, 90), (500.5, 333.3, 270), (101, 77, 180)):
+        page = doc.new_page(width=width, height=height)
+        page.set_rotation(rotation)
+    return doc.tobytes()
+
+
+@pytest.mark.parametrize("dpi, max_pixels", [(150, 12_000_000), (37.3, 12_000_000), (300, 500_000)])
+def test_pages_split_without_pixels_have_the_rasterized_size(samples_dir, dpi, max_pixels):
+    """Not rasterizing a page must not move a box: size and scale are what the rasterizer gives."""
+    inputs = [(samples_dir / name).read_bytes() for name in ("report.pdf", "report_scanned.pdf")] + [_rotated_pages_pdf()]
+    for data in inputs:
+        with_pixels = list(split_pages(data, "pdf", SplitLimits(dpi=dpi, max_pixels=max_pixels))[2])
+        without = list(split_pages(data, "pdf", SplitLimits(dpi=dpi, max_pixels=max_pixels, pixels=False))[2])
+        assert [(p.width, p.height, p.scale) for p in without] == [(p.width, p.height, p.scale) for p in with_pixels]
+        assert all(p.pixels == b"" and p.pdf_bytes.startswith(b"%PDF") and p.error is None for p in without)
+
+
+def test_image_page_without_pixels_keeps_its_pdf(samples_dir):
+    data = (samples_dir / "report_page1.png").read_bytes()
+    (page,) = split_pages(data, "png", SplitLimits(pixels=False))[2]
+    assert page.pixels == b"" and page.pdf_bytes.startswith(b"%PDF") and page.width > 0
+    with pytest.raises(ValueError, match="page 1 was split without its pixels"):
+        page.image()

@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from PIL import Image
 
+from documents.crops import crop_box
 from documents.pages import RenderedPage, SplitLimits, split_pages
 from documents.report import DocumentReport, PageRecord
 from documents.sniff import InputRejected, check_type
@@ -215,18 +215,3 @@ def _page_records(page: PageRecord, image: Image.Image, wanted: frozenset[str], 
             text=text,
             meta={"page": page.page_number, "bbox": list(element.bbox), "category": element.category, "element": index},
         )
-
-
-def crop_box(bbox: list[float], padding_px: int, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """The padded box in whole pixels, clipped to the page; None if nothing is left."""
-    x0, y0, x1, y1 = bbox
-    if not all(math.isfinite(v) for v in bbox):
-        return None
-    left = max(0, math.floor(x0) - padding_px)
-    top = max(0, math.floor(y0) - padding_px)
-    right = min(width, math.ceil(x1) + padding_px)
-    bottom = min(height, math.ceil(y1) + padding_px)
-    if right - left < 1 or bottom - top < 1:
-        return None
-    return left, top, right, bottom
-
