@@ -107,12 +107,10 @@ class LayoutActor(EngineHost):
             row.pop("pixels", None)
             row.pop("pdf_bytes", None)
             return
-        # Emptied rather than dropped: every row of a batch keeps the same columns.
-        has_pixels = has_bytes(row, "pixels")
-        if not (to_crop and has_pixels):
-            row["pixels"] = b""
-        if not to_crop or has_pixels:
-            row["pdf_bytes"] = b""
+        kept = ("pixels" if has_bytes(row, "pixels") else "pdf_bytes") if to_crop else None
+        for column in ("pixels", "pdf_bytes"):
+            if column != kept:
+                row[column] = b""  # emptied rather than dropped: every row of a batch keeps the same columns
 
 
 class PictureOCRActor(EngineHost):

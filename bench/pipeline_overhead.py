@@ -50,6 +50,7 @@ def sequential(inputs: list[Path], threads: int) -> dict:
     As the pipeline does for this engine (it reads the PDF): pages are not rasterized,
     picture crops are rendered from the one-page PDF.
     """
+    from configuration.schema import CropConfig
     from documents.crops import render_picture_crops
     from documents.pages import SplitLimits, split_pages
     from engines.base import PageImage, PageMeta
@@ -60,6 +61,7 @@ def sequential(inputs: list[Path], threads: int) -> dict:
     ocr_options = RapidOCROptions(threads=threads)
     layout = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=threads, rapidocr=ocr_options))
     picture = RapidOCREngine(ocr_options)
+    crop = CropConfig().model_dump()  # the job's default crop settings
     pages = 0
     for path in inputs:
         _, _, rendered = split_pages(path.read_bytes(), "pdf", SplitLimits(pixels=False))
@@ -68,7 +70,7 @@ def sequential(inputs: list[Path], threads: int) -> dict:
                             page.pdf_bytes, page.has_text_layer)
             (result,) = layout.layout([PageImage(None, meta)])
             crops = render_picture_crops(page.pdf_bytes, page.scale, page.width, page.height,
-                                         [e.to_dict() for e in result.elements], 8, 2.0, 32, 16_000_000)
+                                         [e.to_dict() for e in result.elements], **crop)
             picture.recognize([c.image for c in crops])
             pages += 1
     seconds = time.perf_counter() - started

@@ -115,6 +115,6 @@ def render_picture_crops(
             zoom = scale * factor
             clip = pymupdf.Rect(left / scale, top / scale, right / scale, bottom / scale)
             pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), clip=clip, colorspace=pymupdf.csRGB, alpha=False)
-            image = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, 3).copy()
+            image = np.frombuffer(pix.samples_mv, dtype=np.uint8).reshape(pix.height, pix.width, 3).copy()  # one copy
             crops.append(PictureCrop(region_id=index, bbox=bbox, image=image))
     return crops
