@@ -47,6 +47,26 @@ def _stay_on_loopback(node_ip_address: str) -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def local_system_config(cluster: ClusterConfig) -> dict:
+    """Ray settings of a local Ray started by the job: worker niceness, idle workers kept, prestarted workers.
+
+    Niceness is a Ray setting, not ``RAY_worker_niceness`` in the job's runtime_env:
+    Ray starts one idle worker per CPU with no runtime_env when it starts, and a job
+    whose runtime_env differs (env vars included) can use none of them. For a job that
+    does carry a runtime_env those workers are not started at all; each would hold
+    ~80 MB and a share of the start-up CPU for nothing.
+    """
+    config: dict = {}
+    if cluster.worker_niceness is not None:  # Ray's default is 15, below the driver and Ray's own processes
+        config["worker_niceness"] = cluster.worker_niceness
+    if cluster.idle_workers_kept is not None:
+        # Ray kills idle workers beyond this after 1 s; its default is the unreserved CPUs.
+        config["num_workers_soft_limit"] = cluster.idle_workers_kept
+    if cluster.runtime_env:
+        config["prestart_worker_first_driver"] = False
+    return config
+
+
 @contextlib.contextmanager
 def ray_connection(cluster: ClusterConfig) -> Iterator[str]:
     """Yield a description of the Ray we are on; shut down only what we started or joined."""
@@ -59,13 +79,7 @@ def ray_connection(cluster: ClusterConfig) -> Iterator[str]:
         kwargs["runtime_env"] = cluster.runtime_env
     if address is None:
         _stay_on_loopback(cluster.node_ip_address)
-        if cluster.worker_niceness is not None:  # Ray reads it from the workers' environment (its job supervisor does the same)
-            runtime_env = dict(cluster.runtime_env)
-            runtime_env["env_vars"] = {"RAY_worker_niceness": str(cluster.worker_niceness), **runtime_env.get("env_vars", {})}
-            kwargs["runtime_env"] = runtime_env
-        if cluster.idle_workers_kept is not None:
-            # Ray kills idle workers beyond this after 1 s; its default is the unreserved CPUs.
-            kwargs["_system_config"] = {"num_workers_soft_limit": cluster.idle_workers_kept}
+        kwargs["_system_config"] = local_system_config(cluster)
         kwargs.update(
             address="local",
             _node_ip_address=cluster.node_ip_address,
