@@ -70,7 +70,11 @@ def test_workers_run_at_the_configured_niceness_and_no_prestarted_worker_is_wast
     """Ray prestarts a worker per CPU without runtime_env: used by a job without one, not started for a job with one."""
     cluster = ClusterConfig(address="local", num_cpus=2, worker_niceness=3, runtime_env=runtime_env)
     with ray_connection(cluster):
-        time.sleep(2)  # Ray prestarts its workers while it starts; give them time to register
+        # Ray prestarts its workers while it starts; they take a moment to boot and name
+        # themselves. Wait for one per CPU (a loaded machine is slow), or 2 s where none may come.
+        deadline = time.monotonic() + (2 if runtime_env else 30)
+        while len(_idle_workers()) < cluster.num_cpus and time.monotonic() < deadline:
+            time.sleep(0.2)
         prestarted = {process.pid for process in _idle_workers()}
         niceness, pid = ray.get(niceness_and_pid.remote())
     assert niceness == 3
