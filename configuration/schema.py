@@ -23,9 +23,10 @@ class ClusterConfig(Strict):
     address: str = Field(
         "auto",
         description=(
-            "auto: join RAY_ADDRESS or the `ray job submit` cluster if set, else start a local Ray; "
+            "auto: join RAY_ADDRESS if set (an http:// one is a job server: submit, as below), else start a local Ray; "
             "local: always start a local Ray; ray://host:10001: Ray Client; "
-            "http://host:8265: submit this command as a Ray job to that cluster's job server"
+            "http://host:8265: submit this command once as a Ray job to that cluster's job server. "
+            "A process running as a Ray job always joins its own cluster"
         ),
     )
     namespace: str = Field("docvlm", description="Ray namespace for the job's actors")

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from configuration.schema import AppConfig
-from jobs.training_run import char_accuracy, common_parser, evaluate_remote, fit, run_job, write_json
+from jobs.training_run import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job, write_json
+
+
+#: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+SHORTCUTS = {**TRAINING_SHORTCUTS, "ratio": "train.distill.ratio"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
 def distill(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
     from actors.train_worker import WorkerJob
 
-    if args.ratio is not None:
-        config.train.distill.ratio = args.ratio
     if not args.data.exists():
         raise FileNotFoundError(f"data {args.data} does not exist")
     out: Path = args.out.resolve()
@@ -66,7 +68,7 @@ def distill(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job("jobs.distill", argv, build_parser(), distill)
+    return run_job("jobs.distill", argv, build_parser(), distill, SHORTCUTS)
 
 
 if __name__ == "__main__":

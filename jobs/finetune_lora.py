@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from configuration.schema import AppConfig
-from jobs.training_run import char_accuracy, common_parser, evaluate_remote, fit, run_job, write_json
+from jobs.training_run import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job, write_json
+
+
+#: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+SHORTCUTS = {**TRAINING_SHORTCUTS, "preset": "train.lora.preset", "targets": "train.lora.targets"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +42,7 @@ def finetune(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
     from actors.train_worker import WorkerJob
     from training.lora import LoraSettings, QuantizationUnavailable, export_adapter_zip, quantization_support
 
-    lora = {**config.train.lora, **{k: v for k, v in {"preset": args.preset, "targets": args.targets}.items() if v}}
-    settings = LoraSettings.model_validate(lora)
+    settings = LoraSettings.model_validate(config.train.lora)
     config.train.lora = settings.model_dump(mode="json", exclude_none=True)
     if settings.quantization:
         supported, reason = quantization_support(settings.preset)
@@ -75,7 +78,7 @@ def finetune(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job("jobs.finetune_lora", argv, build_parser(), finetune)
+    return run_job("jobs.finetune_lora", argv, build_parser(), finetune, SHORTCUTS)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,15 @@ from typing import Iterator
 import ray
 
 from configuration.schema import ClusterConfig
+from jobs.launcher import placement
 
 
 def resolve_address(cluster: ClusterConfig) -> str | None:
-    """The address to join, or None to start a local Ray."""
-    if cluster.address == "local":
-        return None
-    if cluster.address == "auto":
-        # `ray job submit` and `ray start` users set RAY_ADDRESS; otherwise run embedded.
-        return os.environ.get("RAY_ADDRESS") or None
-    return cluster.address
-
-
-def is_job_server_address(address: str) -> bool:
-    return address.startswith(("http://", "https://"))
+    """The Ray address to join, or None to start a local Ray (``jobs.launcher.placement`` decides)."""
+    where = placement(cluster)
+    if where.kind == "submit":
+        raise ValueError(f"{where.address} is a job server address: submit the command there (jobs.launcher), do not join it")
+    return where.address if where.kind == "join" else None
 
 
 def _stay_on_loopback(node_ip_address: str) -> None:

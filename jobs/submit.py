@@ -1,8 +1,9 @@
 """Submit this same command to a remote cluster's job server (cluster.address = http(s)://...).
 
 The working directory travels as the job's working_dir (``.gitignore`` is honoured), and
-the submitted command joins the cluster it runs on (cluster.address=auto). Input and
-output paths are paths on the cluster, not on this machine.
+the submitted command is this one, arguments unchanged: running as a Ray job it joins the
+cluster it runs on whatever its address says (``jobs.launcher.placement``), so it is
+submitted exactly once. Input and output paths are paths on the cluster, not on this machine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def submit_self(address: str, config: AppConfig, argv: list[str], module: str = 
     """Run ``python -m module argv`` as a Ray job on ``address`` and follow its logs."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    entrypoint = f"python -m {module} " + shlex.join([*argv, "--set", "cluster.address=auto"])
+    entrypoint = f"python -m {module} " + shlex.join(argv)
     runtime_env = {"working_dir": ".", **config.cluster.runtime_env}
     client = JobSubmissionClient(address)
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)

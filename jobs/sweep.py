@@ -30,6 +30,7 @@ from ray.tune import Callback
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from configuration.schema import AppConfig
+from jobs.launcher import add_config_options
 from jobs.training_run import run_job
 from tune.space import TrialPoint
 
@@ -44,18 +45,18 @@ TUNE_KEYS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docvlm-sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", type=Path, default=None, help="config file(s), later ones win (default: ./ray_config.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set 'tune.space.ratio=[1,2,4]'")
-    parser.add_argument("--address", help="auto | local | ray://host:10001 | http://host:8265 (submits this command as a Ray job)")
+    add_config_options(parser)
     parser.add_argument("--name", help="sweep name (= --set tune.name=NAME); the same name resumes the sweep")
     parser.add_argument("--out", type=Path, help="run folder for the outputs (default: tune.storage_path/NAME)")
     parser.add_argument("--model", help="model to compress: checkpoint folder or hub id (= --set tune.model=M)")
     parser.add_argument("--data", help="dataset the trials are scored on (= --set tune.data=D)")
     parser.add_argument("--concurrency", type=int, help="trials at once (= --set tune.max_concurrent_trials=N)")
     parser.add_argument("--retry-errored", action="store_true", help="on resume, run failed trials again from scratch")
-    parser.set_defaults(workers=None, steps=None, gpu=False)  # what jobs.training_run.load_job_config reads
     return parser
+
+
+#: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+SHORTCUTS = {"name": "tune.name", "model": "tune.model", "data": "tune.data", "concurrency": "tune.max_concurrent_trials"}
 
 
 @dataclass
@@ -293,10 +294,6 @@ def _error_text(error: BaseException) -> str:
 
 # --------------------------------------------------------------------------- command line
 def sweep(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
-    shortcuts = {"name": args.name, "model": args.model, "data": args.data, "max_concurrent_trials": args.concurrency}
-    for key, value in shortcuts.items():
-        if value is not None:
-            setattr(config.tune, key, value)
     return run_sweep(config, run_dir=args.out, retry_errored=args.retry_errored)
 
 
@@ -308,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome.update(sweep(args, config))
         return outcome
 
-    code = run_job("jobs.sweep", argv, build_parser(), body)
+    code = run_job("jobs.sweep", argv, build_parser(), body, SHORTCUTS)
     return 130 if code == 0 and outcome.get("status") == "interrupted" else code
 
 

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from configuration.schema import AppConfig
-from jobs.training_run import common_parser, evaluate_remote, fit, run_job, write_json
+from jobs.training_run import TRAINING_SHORTCUTS, common_parser, evaluate_remote, fit, run_job, write_json
 
 log = logging.getLogger(__name__)
+
+#: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+SHORTCUTS = TRAINING_SHORTCUTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +75,7 @@ def train_reference(args: argparse.Namespace, config: AppConfig) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job("jobs.train_reference", argv, build_parser(), train_reference)
+    return run_job("jobs.train_reference", argv, build_parser(), train_reference, SHORTCUTS)
 
 
 if __name__ == "__main__":

@@ -15,59 +15,47 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from configuration import ConfigError, load_config
 from configuration.schema import AppConfig
+from jobs.launcher import add_config_options, launch
 
 log = logging.getLogger(__name__)
+
+
+#: The training jobs' shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+TRAINING_SHORTCUTS = {
+    "workers": "train.scaling.num_workers",
+    "steps": "train.optim.max_steps",
+    "gpu": "train.scaling.use_gpu",
+}
 
 
 def common_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", required=True, type=Path, help="output folder (final model, metrics JSON)")
-    parser.add_argument("--config", action="append", type=Path, default=None, help="config file(s) (default: ./ray_config.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set train.scaling.num_workers=4")
+    add_config_options(parser)
     parser.add_argument("--workers", type=int, help="Ray Train workers (= --set train.scaling.num_workers=N)")
     parser.add_argument("--steps", type=int, help="optimiser steps (= --set train.optim.max_steps=N)")
-    parser.add_argument("--gpu", action="store_true", help="one GPU per worker (= --set train.scaling.use_gpu=true)")
-    parser.add_argument("--address", help="auto | local | ray://host:10001 | http://host:8265 (submits this command as a Ray job)")
+    parser.add_argument("--gpu", action="store_const", const=True, help="one GPU per worker (= --set train.scaling.use_gpu=true)")
     parser.add_argument("--run-name", help="Ray Train run name; rerunning with the same name resumes from its latest checkpoint")
     return parser
 
 
-def load_job_config(args: argparse.Namespace) -> AppConfig:
-    paths = args.config
-    if paths is None:
-        default = Path("ray_config.yaml")
-        paths = [default] if default.exists() else []
-    shortcuts = {
-        "train.scaling.num_workers": args.workers,
-        "train.optim.max_steps": args.steps,
-        "train.scaling.use_gpu": True if args.gpu else None,
-        "cluster.address": args.address,
-    }
-    overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in shortcuts.items() if v is not None]
-    return load_config(paths, overrides)
-
-
-def run_job(module: str, argv: list[str] | None, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace, AppConfig], dict[str, Any]]) -> int:
-    """Parse, load config, submit to a job server if asked, else run ``body`` inside a Ray session."""
+def run_job(
+    module: str,
+    argv: list[str] | None,
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace, AppConfig], dict[str, Any]],
+    shortcuts: Mapping[str, str] = TRAINING_SHORTCUTS,
+) -> int:
+    """Parse and build the config (``jobs.launcher``); submit to a job server if asked, else run ``body`` in a Ray session."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parser.parse_args(argv)
-    try:
-        config = load_job_config(args)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    from jobs.ray_session import is_job_server_address, ray_connection, resolve_address
+    return launch(module, argv, parser, lambda args, config: _run_body(body, args, config), shortcuts)
 
-    address = resolve_address(config.cluster)
-    if address and is_job_server_address(address):
-        from jobs.submit import submit_self
 
-        return submit_self(address, config, argv if argv is not None else sys.argv[1:], module=module)
+def _run_body(body: Callable[[argparse.Namespace, AppConfig], dict[str, Any]], args: argparse.Namespace, config: AppConfig) -> int:
+    from jobs.ray_session import ray_connection
     from training.lora import QuantizationUnavailable
     from vlm.loading import ModelLoadError
 

@@ -73,11 +73,9 @@ def _entrypoint_config(entrypoint: str):
     assert (python, dash_m) == ("python", "-m") and module.startswith("jobs."), entrypoint
     job = importlib.import_module(module)
     args = job.build_parser().parse_args(argv)
-    if module == "jobs.ocr":
-        return module, job.config_from_args(args)
-    from jobs.training_run import load_job_config  # the training jobs and the sweep share it
+    from jobs.launcher import load_job_config  # every job builds its config this way, with its own shortcut flags
 
-    return module, load_job_config(args)
+    return module, load_job_config(args, job.SHORTCUTS)
 
 
 def test_rayjob_entrypoints_parse_with_their_jobs_and_fit_their_clusters(monkeypatch) -> None:

@@ -88,3 +88,102 @@ def test_rayjob_manifest_entrypoint_runs_via_ray_job_submit(head, tmp_path, samp
     assert "succeeded" in (result.stdout + result.stderr).lower()
     report = json.loads((tmp_path / "ocr-out" / "report.pdf.json").read_text())
     assert report["pages_failed"] == 0 and "Quarterly Field Report" in json.dumps(report)
+
+
+# --------------------------------------------------------------------------- jobs that submit themselves
+
+JOB_SERVER = "http://127.0.0.1:8265"
+
+
+def _submission_ids(env: dict) -> dict[str, str]:
+    """Every job the head's job server knows: submission id -> status."""
+    script = (
+        "import json; from ray.job_submission import JobSubmissionClient as C; "
+        f"print(json.dumps({{j.submission_id: str(j.status) for j in C({JOB_SERVER!r}).list_jobs() if j.submission_id}}))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _run_self_submitting(env: dict, module: str, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """Run ``python -m module args`` here (it submits itself) and return its process and the jobs it added."""
+    before = _submission_ids(env)
+    result = subprocess.run([sys.executable, "-m", module, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    after = _submission_ids(env)
+    return result, {job: status for job, status in after.items() if job not in before}
+
+
+def _tiny_sweep_config(folder: Path, model: Path, data: Path) -> Path:
+    import yaml
+
+    config = {
+        "train": {"scaling": {"num_workers": 1, "cpus_per_worker": 0.5}, "data": {"eval_samples": 2, "max_new_tokens": 4}},
+        "tune": {
+            "name": "submitted", "storage_path": str(folder / "ray_results"), "model": str(model), "data": str(data),
+            "space": {"ratio": [1, 2], "parts": ["language"], "pooling": ["none"], "max_pixels": [None], "distill_steps": [0]},
+            "max_concurrent_trials": 1, "resources": {"cpu": 1},
+            "eval": {"limit": 2, "batch_size": 2, "flops_pages": 1},
+        },
+    }
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_lines(tmp_path_factory) -> Path:
+    from training.data.synthetic import SyntheticConfig, write_splits
+
+    folder = tmp_path_factory.mktemp("submitted_lines")
+    write_splits(SyntheticConfig(augment=False, max_chars=8, width=112), folder, {"train": 16, "val": 4, "test": 4})
+    return folder
+
+
+@pytest.mark.parametrize("family", ["ocr", "training", "sweep"])
+def test_address_flag_submits_exactly_one_job_that_succeeds(head, tmp_path, samples_dir, tiny_lines, tiny_qwen_dir, family):
+    """``--address http://...`` on each family of entrypoints: one job on the server, succeeded, outputs written.
+
+    The submitted command carries ``--address http://...`` too; run as a Ray job it must join its
+    cluster instead of submitting itself again (it once did, 72 times in 5 minutes).
+    """
+    out = tmp_path / "out"
+    if family == "ocr":
+        module, args = "jobs.ocr", [str(samples_dir / "report.pdf"), "--out", str(out), "--set", "ocr.layout.pool.concurrency=[1,1]"]
+        output = out / "report.pdf.json"
+    elif family == "training":
+        module = "jobs.train_reference"
+        args = ["--out", str(out), "--data", str(tiny_lines), "--steps", "2", "--workers", "1",
+                "--set", "train.reference.hidden_size=32", "--set", "train.reference.num_layers=1",
+                "--set", "train.reference.vision_depth=1", "--set", "train.reference.vision_hidden_size=32",
+                "--set", "train.checkpoint.every_steps=2", "--set", f"train.checkpoint.storage_path={tmp_path / 'runs'}",
+                "--set", "train.data.eval_samples=2", "--set", "train.data.max_new_tokens=4",
+                "--set", "train.scaling.cpus_per_worker=0.5"]
+        output = out / "metrics.json"
+    else:
+        module, args = "jobs.sweep", ["--config", str(_tiny_sweep_config(tmp_path, tiny_qwen_dir, tiny_lines))]
+        output = tmp_path / "ray_results" / "submitted" / "trials.csv"
+    result, added = _run_self_submitting(head, module, *args, "--address", JOB_SERVER)
+    log = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, log
+    assert len(added) == 1, (added, log)
+    assert list(added.values()) == ["SUCCEEDED"], (added, log)
+    assert output.is_file(), log
+
+
+@pytest.mark.parametrize("how", ["set", "env"])
+def test_every_way_of_naming_the_job_server_submits_once(head, tmp_path, samples_dir, how):
+    """``--set cluster.address=http://...`` and ``RAY_ADDRESS=http://...`` submit once too."""
+    out = tmp_path / "out"
+    env = dict(head)
+    args = [str(samples_dir / "report.pdf"), "--out", str(out), "--set", "ocr.layout.pool.concurrency=[1,1]"]
+    if how == "set":
+        args += ["--set", f"cluster.address={JOB_SERVER}"]
+    else:
+        env["RAY_ADDRESS"] = JOB_SERVER
+    before = _submission_ids(head)
+    result = subprocess.run([sys.executable, "-m", "jobs.ocr", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    added = {job: status for job, status in _submission_ids(head).items() if job not in before}
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(added.values()) == ["SUCCEEDED"], added
+    assert (out / "report.pdf.json").is_file()
