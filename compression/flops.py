@@ -1,4 +1,4 @@
-"""FLOPs of a Qwen2.5-VL-architecture model per phase, measured and analytic side by side.
+"""FLOPs of a vision-language model per phase, measured and analytic side by side (Qwen2-VL family, dots.ocr).
 
 Why both: the measured count (``torch.utils.flop_counter.FlopCounterMode``) is what the
 kernels are asked to do on this input; the analytic count says why, and agreeing within
@@ -137,35 +137,34 @@ def matmul_weight_count(module: nn.Module) -> int:
     return total
 
 
-def _inner(model: nn.Module) -> nn.Module:
-    inner = model.model if hasattr(model, "model") and hasattr(model.model, "visual") else model
-    if not hasattr(inner, "visual") or not hasattr(inner, "language_model"):
-        raise TypeError(f"count_flops needs a Qwen2.5-VL-architecture model (visual + language_model), got {type(model).__name__}")
-    return inner
-
-
 def _segments(sizes: int, window: int) -> list[int]:
     return [min(window, sizes - start) for start in range(0, sizes, window)]
 
 
-def vision_flops_analytic(visual: nn.Module, image_grid_thw: torch.Tensor) -> int:
-    """The ViT formula (see module docstring) for one tower call on these grids."""
-    config = visual.config
+def vision_flops_analytic(tower: nn.Module, image_grid_thw: torch.Tensor) -> int:
+    """The ViT formula (see module docstring) for one tower call on these grids.
+
+    Qwen2.5-VL's tower attends within windows except in its ``fullatt_block_indexes``
+    blocks; Qwen2-VL's and dots.ocr's (no ``window_size``) attend over each whole image.
+    """
+    config = tower.config
     merge, patch = int(config.spatial_merge_size), int(config.patch_size)
-    window = int(config.window_size) // merge // patch  # window side in merged tokens
-    full_blocks = set(getattr(config, "fullatt_block_indexes", []) or [])
+    window_size = getattr(config, "window_size", None)
+    full_blocks = set(getattr(config, "fullatt_block_indexes", []) or []) if window_size else set(range(len(tower.blocks)))
     grids = [tuple(int(v) for v in row) for row in image_grid_thw.tolist()]
     patches = sum(t * h * w for t, h, w in grids)
     window_sq = full_sq = 0
     for t, h, w in grids:
         full_sq += t * (h * w) ** 2
-        for rows in _segments(h // merge, window):
-            for cols in _segments(w // merge, window):
-                window_sq += t * (rows * cols * merge * merge) ** 2
-    flops = 2 * matmul_weight_count(visual.patch_embed) * patches
-    flops += 2 * matmul_weight_count(visual.merger) * (patches // (merge * merge))
-    for index, block in enumerate(visual.blocks):
-        attn_dim = int(block.attn.num_heads) * int(block.attn.head_dim)
+        if window_size:
+            window = int(window_size) // merge // patch  # window side in merged tokens
+            for rows in _segments(h // merge, window):
+                for cols in _segments(w // merge, window):
+                    window_sq += t * (rows * cols * merge * merge) ** 2
+    flops = 2 * matmul_weight_count(tower.patch_embed) * patches
+    flops += 2 * matmul_weight_count(tower.merger) * (patches // (merge * merge))
+    for index, block in enumerate(tower.blocks):
+        attn_dim = int(block.attn.qkv.out_features) // 3
         flops += 2 * matmul_weight_count(block) * patches
         flops += 4 * attn_dim * (full_sq if index in full_blocks else window_sq)
     return int(flops)
@@ -178,15 +177,17 @@ def _text_config(model: nn.Module) -> Any:
 
 def lm_flops_analytic(model: nn.Module, batch: int, new_tokens: int, context: int, logit_tokens: int) -> int:
     """LM forward of ``new_tokens`` per row on a ``context``-long kv, lm_head on ``logit_tokens`` rows in all."""
-    inner = _inner(model)
+    from vlm.families import family_of
+
+    language_model = family_of(model).language_model(model)
     config = _text_config(model)
     heads = int(config.num_attention_heads)
     head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    layers = len(inner.language_model.layers)
+    layers = len(language_model.layers)
     tokens = batch * new_tokens
-    flops = 2 * matmul_weight_count(inner.language_model) * tokens
+    flops = 2 * matmul_weight_count(language_model) * tokens
     flops += 4 * layers * tokens * context * heads * head_dim
-    head = getattr(model, "lm_head", None)
+    head = model.get_output_embeddings()
     if head is not None:
         flops += 2 * matmul_weight_count(head) * logit_tokens
     return int(flops)
@@ -195,19 +196,35 @@ def lm_flops_analytic(model: nn.Module, batch: int, new_tokens: int, context: in
 # --- the three phases --------------------------------------------------------------------
 
 
-def _prefill_inputs(model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What the LM gets for the prompt, built outside the counter: embeddings with the visual tokens in, 4-row positions."""
-    inner = _inner(model)
+def _image_features(model: nn.Module, family: Any, pixel_values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """The visual tokens the LM sees (pooled when pooling is installed), concatenated over the batch's images."""
+    if family.positions == "mrope":  # Qwen2-VL family: the model's own get_image_features (pooling wraps it)
+        inner = family.submodule(model, "model")
+        return torch.cat(list(inner.get_image_features(pixel_values, grid, return_dict=True).pooler_output), dim=0)
+    tower = family.vision_tower(model)  # dots.ocr: the tower's output (pooling hooks it)
+    return tower(pixel_values.type(_dtype(tower)), grid_thw=grid)
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+def _prefill_inputs(model: nn.Module, family: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    """What the LM gets for the prompt, built outside the counter: embeddings with the visual tokens in, and positions.
+
+    Positions per the family (``vlm.families``): M-RoPE as 4 rows (text row, then time,
+    height, width) with each row's offset for decoding; 1-D counted over the mask.
+    """
     input_ids = inputs["input_ids"]
     mask = inputs.get("attention_mask")
     if mask is None:
         mask = torch.ones_like(input_ids)
-    embeds = inner.get_input_embeddings()(input_ids)
+    embeds = model.get_input_embeddings()(input_ids)
     grid = inputs.get("image_grid_thw")
+    image_token_id = family.image_token_id(model.config)
     if inputs.get("pixel_values") is not None:
-        features = inner.get_image_features(inputs["pixel_values"], grid, return_dict=True).pooler_output
-        features = torch.cat(list(features), dim=0).to(embeds.device, embeds.dtype)
-        image_mask = (input_ids == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+        features = _image_features(model, family, inputs["pixel_values"], grid).to(embeds.device, embeds.dtype)
+        image_mask = (input_ids == image_token_id).unsqueeze(-1).expand_as(embeds)
         if int(image_mask[..., 0].sum()) != features.shape[0]:
             raise ValueError(
                 f"inputs hold {int(image_mask[..., 0].sum())} image placeholder tokens but the vision tower gives "
@@ -215,12 +232,33 @@ def _prefill_inputs(model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Ten
             )
         embeds = embeds.masked_scatter(image_mask, features)
     text_positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    if grid is not None and inputs.get("mm_token_type_ids") is not None:
-        positions, deltas = inner.get_rope_index(input_ids, mm_token_type_ids=inputs["mm_token_type_ids"], image_grid_thw=grid, attention_mask=mask)
+    if family.positions != "mrope":
+        return embeds, mask, text_positions, None
+    if grid is not None:
+        token_types = inputs.get("mm_token_type_ids")
+        if token_types is None:
+            token_types = (input_ids == image_token_id).long()
+        inner = family.submodule(model, "model")
+        positions, deltas = inner.get_rope_index(input_ids, mm_token_type_ids=token_types, image_grid_thw=grid, attention_mask=mask)
     else:
         positions = text_positions.unsqueeze(0).expand(3, -1, -1)
         deltas = torch.zeros((input_ids.shape[0], 1), dtype=torch.long, device=input_ids.device)
     return embeds, mask, torch.cat([text_positions.unsqueeze(0), positions.to(text_positions.device)], dim=0), deltas
+
+
+def _decode_positions(text_positions: torch.Tensor, deltas: torch.Tensor | None) -> torch.Tensor:
+    if deltas is None:  # 1-D
+        return text_positions
+    return torch.cat([text_positions.unsqueeze(0), (text_positions + deltas.to(text_positions.device)).unsqueeze(0).expand(3, -1, -1)], dim=0)
+
+
+def _lm_step(model: nn.Module, language_model: nn.Module, cache: Any = None, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """The decoder stack, then the output head on the last position: what one prefill or decode step computes."""
+    from vlm.forward_args import cache_keyword
+
+    out = language_model(use_cache=True, **{cache_keyword(language_model): cache}, **kwargs)
+    logits = model.get_output_embeddings()(out.last_hidden_state[:, -1:])
+    return logits, out.past_key_values
 
 
 @torch.no_grad()
@@ -228,13 +266,18 @@ def count_flops(model: nn.Module, processor_inputs: Any, decode_tokens: int = 4)
     """Measure and estimate FLOPs of vision, prefill and per decoded token for one processor batch.
 
     ``processor_inputs`` is the processor's output (pooled by ``PooledProcessor`` when
-    pooling is installed); the batch is moved to the model's device.
+    pooling is installed); the batch is moved to the model's device. The model's family
+    (``vlm.families``) says where its vision tower and decoder stack are and how its
+    positions work; families the counter does not know are refused with the reason.
     """
     from compression.pooling import token_pooling_config
+    from vlm.families import family_of
 
     if decode_tokens < 1:
         raise ValueError(f"decode_tokens must be >= 1, got {decode_tokens}")
-    inner = _inner(model)
+    family = family_of(model)
+    family.refuse("flops")
+    tower, language_model = family.vision_tower(model), family.language_model(model)
     model.eval()
     device = next(model.parameters()).device
     inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in dict(processor_inputs.items()).items()}
@@ -243,31 +286,29 @@ def count_flops(model: nn.Module, processor_inputs: Any, decode_tokens: int = 4)
 
     pixel_values, grid = inputs.get("pixel_values"), inputs.get("image_grid_thw")
     if pixel_values is not None:
-        pv = pixel_values.type(inner.visual.dtype)
-        vision_measured, _ = measure_flops(inner.visual, pv, grid_thw=grid)
-        vision = PhaseFlops(vision_measured, vision_flops_analytic(inner.visual, grid))
+        vision_measured, _ = measure_flops(tower, pixel_values.type(_dtype(tower)), grid_thw=grid)
+        vision = PhaseFlops(vision_measured, vision_flops_analytic(tower, grid))
         patches = int(grid.prod(-1).sum())
     else:
         vision, patches = PhaseFlops(0, 0), 0
 
-    embeds, mask, positions, deltas = _prefill_inputs(model, inputs)
-    prefill_measured, out = measure_flops(
-        model, inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+    embeds, mask, positions, deltas = _prefill_inputs(model, family, inputs)
+    prefill_measured, (logits, cache) = measure_flops(
+        _lm_step, model, language_model, inputs_embeds=embeds, attention_mask=mask, position_ids=positions
     )
     prefill = PhaseFlops(prefill_measured, lm_flops_analytic(model, batch, prompt_length, prompt_length, logit_tokens=batch))
 
-    cache, next_token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+    next_token = logits[:, -1].argmax(-1, keepdim=True)
     valid = mask.long().sum(-1, keepdim=True)
     measured = analytic = 0
     contexts = []
     for step in range(decode_tokens):
         mask = torch.cat([mask, mask.new_ones((batch, 1))], dim=-1)
-        text_pos = valid + step
-        pos = torch.cat([text_pos.unsqueeze(0), (text_pos + deltas.to(text_pos.device)).unsqueeze(0).expand(3, -1, -1)], dim=0)
-        step_flops, out = measure_flops(
-            model, input_ids=next_token, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+        step_flops, (logits, cache) = measure_flops(
+            _lm_step, model, language_model, input_ids=next_token, attention_mask=mask,
+            position_ids=_decode_positions(valid + step, deltas), cache=cache,
         )
-        cache, next_token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        next_token = logits[:, -1].argmax(-1, keepdim=True)
         context = prompt_length + step + 1
         contexts.append(context)
         measured += step_flops
@@ -275,13 +316,14 @@ def count_flops(model: nn.Module, processor_inputs: Any, decode_tokens: int = 4)
     decode = PhaseFlops(round(measured / (batch * decode_tokens)), round(analytic / (batch * decode_tokens)))
 
     pooling = token_pooling_config(model)
+    image_token_id = family.image_token_id(model.config)
     return FlopReport(
         vision=vision,
         prefill=prefill,
         decode_per_token=decode,
         batch_size=batch,
         patches=patches,
-        visual_tokens=int(((input_ids == model.config.image_token_id) & inputs.get("attention_mask", torch.ones_like(input_ids)).bool()).sum()),
+        visual_tokens=int(((input_ids == image_token_id) & inputs.get("attention_mask", torch.ones_like(input_ids)).bool()).sum()),
         prompt_length=prompt_length,
         prompt_tokens=int(valid.sum()),
         decode_steps=decode_tokens,

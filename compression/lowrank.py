@@ -11,8 +11,9 @@ The factors are two plain ``nn.Linear`` modules, so ``save_pretrained``, peft,
 DeepSpeed and the FLOP counter see ordinary layers.
 
 Which layers
-    ``target_modules``: a preset name (``"vision"``, ``"language"``, ``"all"``; see
-    ``PRESETS``), or name patterns, each a shell-style ``fnmatch`` pattern matched
+    ``target_modules``: a tower (``"language"``, ``"vision"``, ``"both"``), resolved against
+    the model's family in ``vlm.families`` (decoder blocks; vision blocks and projector),
+    or name patterns, each a shell-style ``fnmatch`` pattern matched
     against the whole module name (``"*.mlp.*"``) or, prefixed with ``re:``, a regular
     expression that must match the whole name (``re:.*layers\\.(0|1)\\..*``, like peft's
     ``target_modules``). ``None`` means every ``nn.Linear``. ``exclude_modules`` (same
@@ -49,16 +50,6 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 
 #: Layers with fewer outputs than this are left dense (PELA skips ``out_features < 10``: small heads).
 MIN_OUT_FEATURES = 10
-
-#: Qwen2.5-VL (and DOTS-family) module names in transformers 5: the vision tower's blocks and
-#: its patch merger (the projector into the language model), and the language model's blocks.
-#: The leading ``*`` keeps them working under a wrapper prefix (peft's ``base_model.model.``).
-QWEN2_5_VL_VISION: tuple[str, ...] = ("*visual.blocks.*", "*visual.merger.*")
-QWEN2_5_VL_LANGUAGE: tuple[str, ...] = ("*language_model.layers.*",)
-QWEN2_5_VL_ALL: tuple[str, ...] = QWEN2_5_VL_VISION + QWEN2_5_VL_LANGUAGE
-
-PRESETS: dict[str, tuple[str, ...]] = {"vision": QWEN2_5_VL_VISION, "language": QWEN2_5_VL_LANGUAGE, "all": QWEN2_5_VL_ALL}
-
 
 class LowRankLinear(nn.Module):
     """``up(down(x))``: a rank-``r`` stand-in for an ``nn.Linear`` (bias kept on ``up``).
@@ -186,12 +177,23 @@ def _matcher(patterns: Iterable[str]):
     return lambda name: any(match(name) for match in compiled)
 
 
-def resolve_targets(target_modules: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Preset name or patterns -> patterns (``None`` -> every layer)."""
+def resolve_targets(target_modules: str | Sequence[str] | None, model: nn.Module | None = None) -> tuple[str, ...]:
+    """Tower name or patterns -> patterns (``None`` -> every layer).
+
+    A tower (``language``, ``vision``, ``both``) is resolved against ``model``'s family in
+    ``vlm.families``: its decoder blocks, its vision blocks and projector. A family whose
+    vision tower has no transformer blocks (Gemma 3n) is refused with the reason.
+    """
+    from vlm.families import TOWERS, family_of
+
     if target_modules is None:
         return ("*",)
     if isinstance(target_modules, str):
-        return PRESETS.get(target_modules, (target_modules,))
+        if target_modules in TOWERS:
+            if model is None:
+                raise ValueError(f"target_modules {target_modules!r} names a tower: resolving it needs the model")
+            return family_of(model).tower_patterns(target_modules, with_projector=True)
+        return (target_modules,)
     return tuple(target_modules)
 
 
@@ -199,7 +201,7 @@ def select_linear_layers(
     model: nn.Module, target_modules: str | Sequence[str] | None = None, exclude_modules: Iterable[str] = DEFAULT_EXCLUDE
 ) -> list[str]:
     """Names of the ``nn.Linear`` modules matched by ``target_modules`` and not by ``exclude_modules``."""
-    patterns = resolve_targets(target_modules)
+    patterns = resolve_targets(target_modules, model)
     excluded = tuple(exclude_modules)
     targeted, skip = _matcher(patterns), _matcher(excluded)
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and targeted(name) and not skip(name)]

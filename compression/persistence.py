@@ -92,7 +92,7 @@ def load_compressed(path: str | Path, model_class: Any = None, **from_pretrained
 
     ``model_class``: a transformers auto class (default ``AutoModelForImageTextToText``)
     or a concrete model class. ``from_pretrained_kwargs`` go to ``from_pretrained``
-    unchanged (``dtype``/``torch_dtype``, ``device_map``, ``attn_implementation``,
+    unchanged (``config``, ``dtype``/``torch_dtype``, ``device_map``, ``attn_implementation``,
     ``trust_remote_code``, ...). Raises ``FileNotFoundError`` for a missing folder or
     ranks file and ``ValueError`` when the ranks file or the weights do not fit the
     architecture, naming the checkpoint and the layer or keys.
@@ -102,8 +102,9 @@ def load_compressed(path: str | Path, model_class: Any = None, **from_pretrained
     path = Path(path)
     spec = read_ranks(path)
     model_class = model_class or AutoModelForImageTextToText
-    config = AutoConfig.from_pretrained(path, trust_remote_code=bool(from_pretrained_kwargs.get("trust_remote_code", False)))
-    base = _concrete_class(model_class, config, path, bool(from_pretrained_kwargs.get("trust_remote_code", False)))
+    trust = bool(from_pretrained_kwargs.get("trust_remote_code", False))
+    config = from_pretrained_kwargs.get("config") or AutoConfig.from_pretrained(path, trust_remote_code=trust)
+    base = _concrete_class(model_class, config, path, trust)
     layers: dict[str, dict[str, Any]] = spec["layers"]
 
     def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:

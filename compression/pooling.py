@@ -1,4 +1,8 @@
-"""Image-token pooling for Qwen2.5-VL-architecture models: the language model sees fewer visual tokens.
+"""Image-token pooling: the language model sees fewer visual tokens (Qwen2-VL family and dots.ocr).
+
+Where pooling hooks in is the family table's (``vlm.families``: ``pooling``). dots.ocr
+(1-D positions) pools the vision tower's output and needs nothing else. The Qwen2-VL
+family (M-RoPE) needs more, described here:
 
 The vision tower is left alone (it still receives the original ``image_grid_thw``); its
 merged output tokens, which ``Qwen2_5_VisionTransformerPretrainedModel.forward`` returns
@@ -30,8 +34,8 @@ Two things must then agree with the pooled features, or ``generate`` breaks:
    pass, the wrapper runs the vision tower itself and hands the result to the forward
    pass (one vision pass, not two).
 
-The wrappers are instance attributes on the inner ``Qwen2_5_VLModel``;
-``remove_token_pooling`` deletes them and the class methods are back.
+The wrappers are instance attributes on the inner ``Qwen2_5_VLModel`` (the dots.ocr hook
+sits on its vision tower); ``remove_token_pooling`` deletes them and the class methods are back.
 """
 
 from __future__ import annotations
@@ -432,35 +436,89 @@ class _TokenPooling:
         return position_ids, torch.stack(deltas).reshape(-1, 1).to(device)
 
 
-def apply_token_pooling(model: nn.Module, config: PoolingConfig) -> nn.Module:
-    """Install pooling on a Qwen2.5-VL model (the ForConditionalGeneration or its inner model), in place.
+class _VisionOutputPooling:
+    """Pooling on the vision tower's output, for families with 1-D positions (dots.ocr): nothing else to adjust.
 
-    Prompts must then come from ``PooledProcessor`` / ``pool_processor_inputs`` with the
-    same config. Re-applying replaces the previous config. Returns ``model``.
+    The tower returns every image's merged tokens packed in one ``(sum t*h_m*w_m, d)``
+    tensor in row-major order per image; a forward hook pools each image's run.
     """
-    inner = _inner_model(model)
+
+    def __init__(self, tower: nn.Module, config: PoolingConfig, merge_size: int):
+        self.config, self.merge_size = config, merge_size
+        self.handle = tower.register_forward_hook(self._pool, with_kwargs=True)
+
+    def _pool(self, module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor:
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        if grid is None:
+            raise ValueError("token pooling needs the tower's grid_thw to lay the visual tokens out on their grid")
+        grids = merged_grids(grid, self.merge_size)
+        runs = torch.split(output, [t * h * w for t, h, w in grids], dim=0)
+        return torch.cat([pool_image_features(run, g, self.config)[0] for run, g in zip(runs, grids)], dim=0)
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def _pooling_site(model: nn.Module) -> tuple[Any, nn.Module]:
+    """The model's family (``vlm.families``) and the module pooling state hangs on; families without pooling are refused."""
+    from vlm.families import family_of
+
+    family = family_of(model)
+    if family.pooling is None:
+        family.refuse("pooling")
+        raise ValueError(f"token pooling does not apply to {family.name} models")
+    if family.pooling == "vision_output":
+        return family, family.vision_tower(model)
+    return family, _inner_model(model)
+
+
+def apply_token_pooling(model: nn.Module, config: PoolingConfig) -> nn.Module:
+    """Install pooling on a model of a family that has it (``vlm.families``: ``pooling``), in place.
+
+    Qwen2-VL family: wrappers of ``get_image_features`` / ``get_rope_index`` (M-RoPE
+    positions follow the pooled grid). dots.ocr: a hook on the vision tower's output (its
+    1-D positions need nothing more). Prompts must then come from ``PooledProcessor`` /
+    ``pool_processor_inputs`` with the same config. Re-applying replaces the previous
+    config. Returns ``model``.
+    """
+    family, site = _pooling_site(model)
     remove_token_pooling(model)
-    hook = _TokenPooling(inner, config)
-    setattr(inner, _HOOK_ATTR, hook)
-    inner.get_image_features = hook.get_image_features
-    inner.get_rope_index = hook.get_rope_index
+    if family.pooling == "vision_output":
+        merge = int(getattr(getattr(site, "config", None), "spatial_merge_size", 2))
+        setattr(site, _HOOK_ATTR, _VisionOutputPooling(site, config, merge))
+        return model
+    hook = _TokenPooling(site, config)
+    setattr(site, _HOOK_ATTR, hook)
+    site.get_image_features = hook.get_image_features
+    site.get_rope_index = hook.get_rope_index
     if hook.original_placeholder_mask is not None:
-        inner.get_placeholder_mask = hook.get_placeholder_mask
+        site.get_placeholder_mask = hook.get_placeholder_mask
     return model
 
 
 def remove_token_pooling(model: nn.Module) -> bool:
     """Undo ``apply_token_pooling``; returns whether pooling was installed."""
-    inner = _inner_model(model)
-    if getattr(inner, _HOOK_ATTR, None) is None:
+    family, site = _pooling_site(model)
+    hook = getattr(site, _HOOK_ATTR, None)
+    if hook is None:
         return False
+    if isinstance(hook, _VisionOutputPooling):
+        hook.remove()
+        site.__dict__.pop(_HOOK_ATTR, None)
+        return True
     for name in ("get_image_features", "get_rope_index", "get_placeholder_mask", _HOOK_ATTR):
-        inner.__dict__.pop(name, None)
-    inner.rope_deltas = None
+        site.__dict__.pop(name, None)
+    site.rope_deltas = None
     return True
 
 
 def token_pooling_config(model: nn.Module) -> PoolingConfig | None:
-    """The installed pooling config, or None."""
-    hook = getattr(_inner_model(model), _HOOK_ATTR, None)
+    """The installed pooling config, or None (also for families without pooling)."""
+    from vlm.families import UnsupportedModel
+
+    try:
+        _, site = _pooling_site(model)
+    except (UnsupportedModel, ValueError):
+        return None
+    hook = getattr(site, _HOOK_ATTR, None)
     return None if hook is None else hook.config

@@ -179,6 +179,19 @@ class OCRConfig(Strict):
         0.25, gt=0, description="logical CPUs per read/split/crop/assemble task (kept small so actors cannot starve them)"
     )
     progress: bool = Field(True, description="show Ray Data's per-operator progress bars")
+    trust_remote_code: bool = Field(
+        False,
+        description="let every model engine run its checkpoint's own modelling code (the published dots.ocr ships some); "
+        "same as trust_remote_code: true in each model engine's options; --trust-remote-code",
+    )
+
+    @model_validator(mode="after")
+    def _trust_remote_code(self) -> "OCRConfig":
+        if self.trust_remote_code:
+            for section in (self.layout, self.picture):
+                if "trust_remote_code" in section.options:  # engines that load a checkpoint (vlm.loading.ModelSource)
+                    object.__setattr__(section, "options", {**section.options, "trust_remote_code": True})
+        return self
 
     def fingerprint_payload(self) -> dict[str, Any]:
         """The settings that change a report's content; resources and output toggles do not."""

@@ -14,7 +14,6 @@ function is checked on CPU for graph breaks with the ``eager`` backend only.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 
 from engines.kv_slots import SlotCache
 from engines.rope_positions import PositionScheme
+from vlm.forward_args import cache_keyword, logits_to_keep
 
 logger = logging.getLogger(__name__)
 
@@ -30,24 +30,18 @@ logger = logging.getLogger(__name__)
 RECOMPILE_LIMIT = 64
 
 
-def logits_to_keep(model: Any) -> dict[str, int]:
-    """``{"logits_to_keep": 1}`` where the model's forward takes it (transformers' own models; remote code may not)."""
-    try:
-        accepted = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
-
-
 def greedy_step(model: Any, scheme: PositionScheme, cache: Any, tokens: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
-                keep: dict[str, int]) -> torch.Tensor:
-    """Feed one token per slot at the cache's write column; return each slot's most likely next token."""
+                keep: dict[str, int], cache_key: str = "past_key_values") -> torch.Tensor:
+    """Feed one token per slot at the cache's write column; return each slot's most likely next token.
+
+    ``cache_key``: the keyword ``forward`` takes the cache under (``cache_keyword``).
+    """
     output = model(
         input_ids=tokens,
         position_ids=scheme.decode(positions),
         attention_mask=valid,
-        past_key_values=cache,
         use_cache=True,
+        **{cache_key: cache},
         **keep,
     )
     return output.logits[:, -1].argmax(dim=-1)
@@ -59,6 +53,7 @@ class DecodeStep:
     def __init__(self, model: Any, scheme: PositionScheme, compile: bool = False, backend: str = "inductor", mode: str | None = "reduce-overhead"):
         self.model, self.scheme, self.compiled = model, scheme, compile
         self.keep = logits_to_keep(model)
+        self.cache_key = cache_keyword(model)
         self.shapes_seen: set[tuple[int, int]] = set()
         self.first_call_s: dict[tuple[int, int], float] = {}  # first call per shape: the compile, when compiled
         self._fn: Any = greedy_step
@@ -75,7 +70,7 @@ class DecodeStep:
             self._mark_static(cache)
             if hasattr(torch, "compiler") and hasattr(torch.compiler, "cudagraph_mark_step_begin"):
                 torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs were copied out: reuse its buffers
-        next_tokens = self._fn(self.model, self.scheme, cache.cache, cache.tokens, cache.positions, cache.valid, self.keep)
+        next_tokens = self._fn(self.model, self.scheme, cache.cache, cache.tokens, cache.positions, cache.valid, self.keep, self.cache_key)
         if first_call:  # a new cache object: with compile, a new graph (dynamo guards the cache tensors' addresses)
             cache.stepped = True
             self.shapes_seen.add(shape)

@@ -14,9 +14,10 @@ Per batch of pages:
    every element that parsed completely and gets a page error with the raw output in
    ``info.raw_output``. ``info.retries`` feeds the run summary.
 
-The real dots.ocr checkpoint ships its own modelling code (``trust_remote_code: true``,
-``model_type`` ``dots_ocr``); Qwen2.5-VL-architecture checkpoints (DOTS's language model
-and processor family, and the tests' tiny models) load through transformers' own classes.
+The engine drives the layout families of ``vlm.families``: the published dots.ocr
+checkpoint, which ships its own modelling code (``trust_remote_code: true``, adapted to
+current transformers by ``vlm.dots_ocr``), and Qwen2-VL / Qwen2.5-VL checkpoints (DOTS's
+processor family) through transformers' own classes.
 """
 
 from __future__ import annotations
@@ -32,10 +33,6 @@ from engines.dots_output import model_input_size, parse_layout, parse_text
 from engines.dots_prompts import PromptMode, build_prompt, expects_json
 from engines.generation import Generated, Request
 from engines.hf_options import GenerativeEngineOptions
-
-#: Config ``model_type`` values this engine can drive.
-DOTS_MODEL_TYPES = ("dots_ocr", "qwen2_5_vl", "qwen2_vl")
-
 
 class DotsOptions(GenerativeEngineOptions):
     model: str = Field("rednote-hilab/dots.ocr", description="local checkpoint folder or hub id")
@@ -68,7 +65,7 @@ class DotsLayoutEngine:
         from engines.backends import build_generator
 
         self.options = options
-        self.generator = generator or build_generator(options, DOTS_MODEL_TYPES)
+        self.generator = generator or build_generator(options, "layout")
         self.warmup_s = self._warm_up()
 
     def _warm_up(self) -> float:

@@ -18,8 +18,6 @@ from pydantic import Field
 from engines.generation import Request
 from engines.hf_options import GenerativeEngineOptions
 
-GEMMA_MODEL_TYPES = ("gemma3n", "gemma3")
-
 DEFAULT_PROMPT = (
     "Extract all text visible in this image, in reading order. "
     "Return only the text, without comments. If there is no text, return nothing."
@@ -45,7 +43,7 @@ class GemmaPictureEngine:
         from engines.backends import build_generator
 
         self.options = options
-        self.generator = generator or build_generator(options, GEMMA_MODEL_TYPES)
+        self.generator = generator or build_generator(options, "picture")
         self.retries = 0  # crops generated again with the larger budget, over the engine's life
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[str]:

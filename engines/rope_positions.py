@@ -19,8 +19,6 @@ from typing import Any, Mapping, Protocol
 
 import torch
 
-MROPE_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
-TEXT_ROPE_MODEL_TYPES = ("dots_ocr", "qwen2")
 
 
 class PositionScheme(Protocol):
@@ -74,13 +72,16 @@ class MRopePositions:
 
 
 def position_scheme(model: Any) -> PositionScheme:
-    """The scheme for ``model``'s kind; models whose positions this module does not know are refused by name."""
-    model_type = getattr(model.config, "model_type", None)
-    if model_type in MROPE_MODEL_TYPES:
-        return MRopePositions(model)
-    if model_type in TEXT_ROPE_MODEL_TYPES:
-        return TextPositions()
-    raise ValueError(
-        f"static decoding does not know the position scheme of model type {model_type!r}; "
-        f"it drives {sorted(MROPE_MODEL_TYPES + TEXT_ROPE_MODEL_TYPES)} (use decode: dynamic)"
-    )
+    """The scheme of ``model``'s family (``vlm.families``: ``positions``); families without one are refused by name."""
+    from vlm.families import UnsupportedModel, family_of
+
+    try:
+        family = family_of(model)
+        if family.positions == "mrope":
+            return MRopePositions(model)
+        if family.positions == "text":
+            return TextPositions()
+        family.refuse("static_decoding")
+        raise UnsupportedModel(f"static decoding does not know the positions of {family.name} models")
+    except UnsupportedModel as error:
+        raise ValueError(f"{error} (use decode: dynamic)") from None

@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from engines.batch_sizing import cache_length, fit_batch_size, free_device_memory, kv_bytes_per_token, slot_buckets
-from engines.decode_step import DecodeStep, logits_to_keep
+from engines.decode_step import DecodeStep
+from vlm.forward_args import cache_keyword, logits_to_keep
 from engines.generation import Generated, Request, end_token_ids, encode_requests, free_accelerator_memory, is_out_of_memory, to_generated
 from engines.kv_slots import SlotCachePool
 from engines.page_encoding import EncodeAhead, EncodedPage, collate
@@ -259,7 +260,7 @@ class StaticDecodingGenerator:
         inputs = {key: value.to(device, non_blocking=True) for key, value in collate(pages, self.pad_id).items()}
         positions, next_positions = self.scheme.prefill(inputs)
         cache = DynamicCache(config=self.model.config)
-        output = self.model(**inputs, position_ids=positions, past_key_values=cache, use_cache=True, **logits_to_keep(self.model))
+        output = self.model(**inputs, position_ids=positions, use_cache=True, **{cache_keyword(self.model): cache}, **logits_to_keep(self.model))
         first = output.logits[:, -1].argmax(dim=-1).tolist()
         del output
         return Prefilled(cache=cache, mask=inputs["attention_mask"], first_tokens=first, next_positions=next_positions.to(torch.long))

@@ -12,11 +12,12 @@ only ``VLLMGenerator`` imports vLLM, and it says how to install it when it is mi
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from engines.generation import Generated, Request
 from engines.hf_options import GenerativeEngineOptions
-from vlm.loading import ModelLoadError, check_model_location, load_config, offline_mode
+from vlm.families import Role
+from vlm.loading import ModelLoadError, check_model_location, load_config, load_processor
 
 
 def chat_prompt(processor: Any, prompt: str) -> str:
@@ -50,24 +51,21 @@ def vllm_engine_args(options: GenerativeEngineOptions) -> dict[str, Any]:
 class VLLMGenerator:
     """``TextGenerator`` on vLLM; greedy decoding like the transformers path."""
 
-    def __init__(self, options: GenerativeEngineOptions, expected_model_types: Iterable[str]):
+    def __init__(self, options: GenerativeEngineOptions, role: Role | None = None):
         if importlib.util.find_spec("vllm") is None:
             raise ModelLoadError("backend vllm needs the vllm package on a GPU machine: pip install 'docvlm[vllm]'")
         import torch
-        from transformers import AutoProcessor
         from vllm import LLM
 
         if not torch.cuda.is_available():
             raise ModelLoadError("backend vllm needs a CUDA GPU; use backend: transformers on CPU machines")
-        load_config(options, expected_model_types)  # same kind and path checks as the transformers path
+        config, family = load_config(options, role)  # same kind and path checks as the transformers path
         from compression.persistence import is_compressed_checkpoint
 
         if is_compressed_checkpoint(check_model_location(options.model)):
             raise ModelLoadError(f"model {options.model} is a low-rank compressed checkpoint, which vLLM cannot load; use backend: transformers")
         self.options = options
-        self.processor = AutoProcessor.from_pretrained(
-            check_model_location(options.model), trust_remote_code=options.trust_remote_code, local_files_only=offline_mode(options)
-        )
+        self.processor = load_processor(options, config, family)  # dots.ocr's own, with its <|imgpad|> placeholder
         self.llm = LLM(**vllm_engine_args(options))
         self.lora = None
         if options.adapter:

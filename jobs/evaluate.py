@@ -1,7 +1,7 @@
 """Evaluation job: score a model (optionally with a LoRA adapter) on a dataset, write one JSON.
 
     python -m jobs.evaluate --model PATH --data PATH [--split test] [--limit N] [--adapter PATH]
-        [--batch-size 16] [--max-new-tokens 64] [--out results.json]
+        [--trust-remote-code] [--batch-size 16] [--max-new-tokens 64] [--out results.json]
 
 Runs in one process without Ray, so it works on a laptop and as a Ray job's entrypoint
 alike. The JSON's ``metrics`` block is flat and its names are stable (``cer``,
@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: Model kinds whose processor and chat template ``training.examples`` encodes for.
-EVAL_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
 COLUMN_FIELDS = ("image", "text", "question", "choices", "answer")
 
 
@@ -38,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--column", action="append", default=[], metavar="FIELD=NAME",
                         help=f"dataset column for a record field ({', '.join(COLUMN_FIELDS)}); NAME 'none' unsets it")
     parser.add_argument("--adapter", help="PEFT LoRA adapter folder loaded (and merged) on top of --model")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run the checkpoint's own modelling code, as the published dots.ocr needs (off by default)")
     parser.add_argument("--batch-size", type=int, default=16, help="records per generate call")
     parser.add_argument("--choice-batch-size", type=int, default=8, help="(record, choice) pairs per forward pass")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -68,6 +68,7 @@ def model_source(args: argparse.Namespace) -> Any:
     return ModelSource(
         model=args.model,
         adapter=args.adapter,
+        trust_remote_code=args.trust_remote_code,
         device_map=None if on_cpu else args.device,
         dtype="float32" if on_cpu and args.dtype == "auto" else args.dtype,
     )
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     source = model_source(args)
     started = time.perf_counter()
     try:
-        model, processor = load_model_and_processor(source, EVAL_MODEL_TYPES)
+        model, processor = load_model_and_processor(source)  # any family of vlm.families
     except ModelLoadError as exc:
         raise UsageError(str(exc)) from exc
     load_seconds = time.perf_counter() - started

@@ -69,8 +69,12 @@ def finetune(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
         "last_report": state["metrics"],
     }
     if args.zip:
+        from vlm.loading import ModelSource, load_config
+
+        _, family = load_config(ModelSource(model=args.base, trust_remote_code=config.train.trust_remote_code))
         summary["export_zip"] = str(
-            export_adapter_zip(adapter, out / "lora_export.zip", base_model=args.base, settings=settings, extra={"char_accuracy": summary["char_accuracy"]})
+            export_adapter_zip(adapter, out / "lora_export.zip", base_model=args.base, settings=settings, family=family,
+                               extra={"char_accuracy": summary["char_accuracy"]})
         )
     write_json(out / "metrics.json", summary)
     print(state["info"].get("summary"))

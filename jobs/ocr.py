@@ -25,6 +25,7 @@ SHORTCUTS = {
     "dpi": "ocr.render.dpi",
     "combined": "ocr.output.combined",
     "markdown": "ocr.output.markdown",
+    "trust_remote_code": "ocr.trust_remote_code",
 }
 
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dpi", type=int, help="rasterization DPI (= --set ocr.render.dpi=...)")
     parser.add_argument("--combined", action="store_const", const=True, help="also write the DOTS+Gemma-style page list")
     parser.add_argument("--no-markdown", dest="markdown", action="store_const", const=False, help="skip the Markdown export")
+    parser.add_argument("--trust-remote-code", action="store_const", const=True,
+                        help="let model engines run the checkpoint's own code, as the published dots.ocr needs (= --set ocr.trust_remote_code=true)")
     parser.add_argument("--force", action="store_true", help="redo documents whose report is already there")
     parser.add_argument("--retry-failed", action="store_true", help="on resume, redo documents that have failures")
     parser.add_argument("--print-config", action="store_true", help="print the effective config and exit")

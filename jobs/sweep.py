@@ -51,12 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model to compress: checkpoint folder or hub id (= --set tune.model=M)")
     parser.add_argument("--data", help="dataset the trials are scored on (= --set tune.data=D)")
     parser.add_argument("--concurrency", type=int, help="trials at once (= --set tune.max_concurrent_trials=N)")
+    parser.add_argument("--trust-remote-code", action="store_const", const=True,
+                        help="run the checkpoint's own modelling code, as the published dots.ocr needs (= --set tune.trust_remote_code=true)")
     parser.add_argument("--retry-errored", action="store_true", help="on resume, run failed trials again from scratch")
     return parser
 
 
 #: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
-SHORTCUTS = {"name": "tune.name", "model": "tune.model", "data": "tune.data", "concurrency": "tune.max_concurrent_trials"}
+SHORTCUTS = {
+    "name": "tune.name",
+    "model": "tune.model",
+    "data": "tune.data",
+    "concurrency": "tune.max_concurrent_trials",
+    "trust_remote_code": "tune.trust_remote_code",
+}
 
 
 @dataclass

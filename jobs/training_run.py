@@ -28,6 +28,7 @@ TRAINING_SHORTCUTS = {
     "workers": "train.scaling.num_workers",
     "steps": "train.optim.max_steps",
     "gpu": "train.scaling.use_gpu",
+    "trust_remote_code": "train.trust_remote_code",
 }
 
 
@@ -38,6 +39,8 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="Ray Train workers (= --set train.scaling.num_workers=N)")
     parser.add_argument("--steps", type=int, help="optimiser steps (= --set train.optim.max_steps=N)")
     parser.add_argument("--gpu", action="store_const", const=True, help="one GPU per worker (= --set train.scaling.use_gpu=true)")
+    parser.add_argument("--trust-remote-code", action="store_const", const=True,
+                        help="run the checkpoint's own modelling code, as the published dots.ocr needs (= --set train.trust_remote_code=true)")
     parser.add_argument("--run-name", help="Ray Train run name; rerunning with the same name resumes from its latest checkpoint")
     return parser
 
@@ -166,7 +169,7 @@ def _evaluate_task(
         model, processor = trainable.model.to(device).eval(), trainable.processor
         extra = trainable.info
     else:
-        model, processor = load_pretrained(model_dir, device, adapter=adapter)
+        model, processor = load_pretrained(model_dir, device, adapter=adapter, trust_remote_code=settings.trust_remote_code)
         extra = {}
     return {**score(model, processor, data_dir, settings, split=split, limit=limit), **extra}
 

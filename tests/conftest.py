@@ -99,3 +99,19 @@ def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vlm.tiny import save_tiny_gemma3
 
     return save_tiny_gemma3(tmp_path_factory.mktemp("tiny") / "gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_dots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The published dots.ocr checkpoint's folder (its own remote code, config.json, tokenizer ids), tiny, bf16 weights."""
+    from vlm.tiny_dots import save_tiny_dots_ocr
+
+    return save_tiny_dots_ocr(tmp_path_factory.mktemp("published") / "DotsOCR")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3n_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Gemma 3n checkpoint (transformers' own classes, timm MobileNet-V5 tower, published ids), tiny."""
+    from vlm.tiny_gemma3n import save_tiny_gemma3n
+
+    return save_tiny_gemma3n(tmp_path_factory.mktemp("published") / "gemma-3n")

@@ -66,7 +66,7 @@ def test_static_slots_follow_free_memory(monkeypatch: pytest.MonkeyPatch, tiny_q
     from engines.static_decoding import StaticDecodingGenerator
     from vlm.loading import ModelSource, load_model_and_processor
 
-    model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)), ["qwen2_5_vl"])
+    model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     per_token = kv_bytes_per_token(model.config, 4)  # the tiny model in float32: 512 bytes
     free = 300 * 2**20
     monkeypatch.setattr("engines.static_decoding.free_device_memory", lambda device: free)
@@ -83,7 +83,7 @@ def test_generate_batch_follows_free_memory(monkeypatch: pytest.MonkeyPatch, tin
     from vlm.loading import ModelSource, load_model_and_processor
     from vlm.tiny import text_like_pages
 
-    model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)), ["qwen2_5_vl"])
+    model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     monkeypatch.setattr(batch_sizing, "free_device_memory", lambda device: 2**20)
     request = Request(image=text_like_pages([(200, 150)])[0], prompt="Read.")
     generator = TransformersGenerator(model, processor, batch_size=64, memory_fraction=0.5)

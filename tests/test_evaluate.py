@@ -64,7 +64,7 @@ def test_ocr_scores_clip_char_accuracy_at_zero() -> None:
 def _load(path: Path):
     from vlm.loading import ModelSource, load_model_and_processor
 
-    return load_model_and_processor(ModelSource(model=str(path), device_map=None, dtype="float32"), ["qwen2_5_vl"])
+    return load_model_and_processor(ModelSource(model=str(path), device_map=None, dtype="float32"))
 
 
 @pytest.fixture(scope="module")

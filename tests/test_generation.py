@@ -20,7 +20,7 @@ def _images(sizes: list[tuple[int, int]], seed: int = 0) -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def qwen(tiny_qwen_dir: Path):
-    return load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)), ["qwen2_5_vl"])
+    return load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
 
 
 class CountingModel:

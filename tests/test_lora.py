@@ -29,6 +29,7 @@ from training.lora import (
     save_adapter,
     trainable_parameters,
 )
+from vlm.families import family_for
 from vlm.loading import ModelSource, load_model_and_processor
 from vlm.tiny import text_like_pages
 
@@ -46,7 +47,7 @@ PEFT_PREFIX = "base_model.model."
 def load(request: pytest.FixtureRequest, kind: str) -> tuple[Any, Any, Path]:
     fixture, model_type = MODELS[kind][:2]
     location = request.getfixturevalue(fixture)
-    model, processor = load_model_and_processor(ModelSource(model=str(location)), [model_type])
+    model, processor = load_model_and_processor(ModelSource(model=str(location)))
     return model, processor, location
 
 
@@ -126,37 +127,18 @@ def test_targets_adapt_only_the_chosen_tower(request: pytest.FixtureRequest, kin
     assert not any("lm_head" in name or "embed" in name or "merger" in name or "projector" in name for name in adapted)
 
 
-def test_dots_ocr_module_names() -> None:
-    """dots.ocr's remote code: Qwen2 language model at ``model.layers``, its own vision tower at ``vision_tower``."""
-
-    def tree(spec: dict[str, Any]) -> nn.Module:
-        module = nn.Module()
-        for key, value in spec.items():
-            module.add_module(key, tree(value) if isinstance(value, dict) else value)
-        return module
-
-    linear = lambda: nn.Linear(4, 4)  # noqa: E731
-    block = lambda: {"attn": {"qkv": linear(), "proj": linear()}, "mlp": {"fc1": linear(), "fc2": linear(), "fc3": linear()}}  # noqa: E731
-    layer = {
-        "self_attn": {name: linear() for name in ("q_proj", "k_proj", "v_proj", "o_proj")},
-        "mlp": {name: linear() for name in ("gate_proj", "up_proj", "down_proj")},
-    }
-    model = tree(
-        {
-            "vision_tower": {"blocks": {"0": block(), "1": block()}, "merger": {"mlp": {"0": linear(), "2": linear()}}},
-            "model": {"embed_tokens": nn.Embedding(8, 4), "layers": {"0": layer}},
-            "lm_head": linear(),
-        }
-    )
+def test_dots_ocr_module_names(tiny_dots_dir: Path) -> None:
+    """The published dots.ocr code: Qwen2 language model at ``model.layers``, its own vision tower at ``vision_tower``."""
+    model, _ = load_model_and_processor(ModelSource(model=str(tiny_dots_dir), trust_remote_code=True, dtype="float32"))
     vision = linear_names(model, "vision_tower.blocks.")
     language = linear_names(model, "model.layers.")
-    assert set(lora_target_modules(model, "vision")) == vision and len(vision) == 10
-    assert set(lora_target_modules(model, "language")) == language and len(language) == 7
+    assert set(lora_target_modules(model, "vision")) == vision and len(vision) == 2 * 5  # attn.qkv, attn.proj, mlp.fc1..3
+    assert set(lora_target_modules(model, "language")) == language and len(language) == 2 * 7
     assert set(lora_target_modules(model, "both")) == vision | language
 
 
 def test_explicit_target_modules_win(tiny_qwen_dir: Path) -> None:
-    model, _ = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)), ["qwen2_5_vl"])
+    model, _ = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     expected = {name for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.endswith(".q_proj")}
     expected |= {"model.visual.merger.mlp.0", "lm_head"}
     settings = LoraSettings(targets="vision", target_modules=["q_proj", r"re:.*visual\.merger\.mlp\.0", "lm_head"])
@@ -165,7 +147,7 @@ def test_explicit_target_modules_win(tiny_qwen_dir: Path) -> None:
 
 
 def test_unmatched_target_module_is_named(tiny_qwen_dir: Path) -> None:
-    model, _ = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)), ["qwen2_5_vl"])
+    model, _ = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     with pytest.raises(ValueError, match="'qproj'"):
         apply_lora(model, LoraSettings(target_modules=["qproj"]))
 
@@ -270,12 +252,12 @@ def test_saved_adapter_and_merged_model_reproduce_logits(request: pytest.Fixture
 
     for merge in (False, True):
         loaded, _ = load_model_and_processor(
-            ModelSource(model=str(location), adapter=str(adapter_dir), merge_adapter=merge), [model_type]
+            ModelSource(model=str(location), adapter=str(adapter_dir), merge_adapter=merge)
         )
         with torch.no_grad():
             torch.testing.assert_close(loaded(**inputs).logits, expected, atol=1e-5, rtol=1e-4)
 
-    merged, _ = load_model_and_processor(ModelSource(model=str(merged_dir)), [model_type])
+    merged, _ = load_model_and_processor(ModelSource(model=str(merged_dir)))
     with torch.no_grad():
         torch.testing.assert_close(merged(**inputs).logits, expected, atol=1e-5, rtol=1e-4)
     for weights in merged_dir.glob("*.safetensors"):
@@ -288,7 +270,7 @@ def test_export_zip(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     adapter_dir = save_adapter(peft_model, tmp_path / "adapter", processor)
     settings = LoraSettings(targets="both", r=8, gradient_checkpointing=False)
     extra = {"cer": 0.125, "steps": 3}
-    zip_path = export_adapter_zip(adapter_dir, tmp_path / "out" / "lora.zip", base_model=str(location), settings=settings, extra=extra)
+    zip_path = export_adapter_zip(adapter_dir, tmp_path / "out" / "lora.zip", base_model=str(location), settings=settings, family=family_for("qwen2_5_vl"), extra=extra)
 
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()
@@ -308,7 +290,7 @@ def test_export_zip(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     assert manifest["extra"] == extra
     assert "PeftModel.from_pretrained" in readme and f"model: {location}" in readme and "adapter: " in readme
     loaded, _ = load_model_and_processor(
-        ModelSource(model=str(location), adapter=str(tmp_path / "unzipped" / "adapter")), ["qwen2_5_vl"]
+        ModelSource(model=str(location), adapter=str(tmp_path / "unzipped" / "adapter"))
     )
     inputs = batch(processor, with_labels=False)
     with torch.no_grad():
@@ -317,7 +299,7 @@ def test_export_zip(request: pytest.FixtureRequest, tmp_path: Path) -> None:
 
 def test_export_refuses_a_folder_without_adapter(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="adapter_config.json missing"):
-        export_adapter_zip(tmp_path, tmp_path / "x.zip", base_model="m", settings=LoraSettings())
+        export_adapter_zip(tmp_path, tmp_path / "x.zip", base_model="m", settings=LoraSettings(), family=family_for("qwen2_5_vl"))
 
 
 # --- QLoRA ----------------------------------------------------------------------------------

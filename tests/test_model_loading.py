@@ -13,24 +13,24 @@ from vlm.loading import ModelLoadError, ModelSource, load_model_and_processor, r
 def test_missing_folder_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     with pytest.raises(ModelLoadError, match=f"model path {missing} does not exist"):
-        load_model_and_processor(ModelSource(model=str(missing)), ["qwen2_5_vl"])
+        load_model_and_processor(ModelSource(model=str(missing)))
 
 
 def test_folder_without_config_is_named(tmp_path: Path) -> None:
     (tmp_path / "weights.bin").write_bytes(b"x")
     with pytest.raises(ModelLoadError, match="not a checkpoint folder"):
-        load_model_and_processor(ModelSource(model=str(tmp_path)), ["qwen2_5_vl"])
+        load_model_and_processor(ModelSource(model=str(tmp_path)))
 
 
 def test_wrong_model_kind_is_named(tiny_gemma_dir: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"is a 'gemma3' model; this engine drives \['dots_ocr', 'qwen2_5_vl'\]"):
-        load_model_and_processor(ModelSource(model=str(tiny_gemma_dir)), ["dots_ocr", "qwen2_5_vl"])
+    with pytest.raises(ModelLoadError, match=r"is a Gemma 3 model \(gemma3\); the layout engine drives Qwen2-VL .*dots.ocr \(dots_ocr\)"):
+        load_model_and_processor(ModelSource(model=str(tiny_gemma_dir)), "layout")
 
 
 def test_hub_id_in_offline_mode_names_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="rednote-hilab/dots.ocr.*offline mode is on"):
-        load_model_and_processor(ModelSource(model="rednote-hilab/dots.ocr"), ["dots_ocr"])
+        load_model_and_processor(ModelSource(model="rednote-hilab/dots.ocr"), "layout")
 
 
 def test_auto_attention_without_cuda_is_sdpa() -> None:
@@ -42,7 +42,7 @@ def test_auto_attention_without_cuda_is_sdpa() -> None:
 def test_lora_adapter_is_applied(tiny_qwen_dir: Path, tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model
 
-    base, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)), ["qwen2_5_vl"])
+    base, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     text = processor.tokenizer("hello world", return_tensors="pt")
     reference = base(**text).logits
     torch.manual_seed(1)
@@ -51,7 +51,7 @@ def test_lora_adapter_is_applied(tiny_qwen_dir: Path, tmp_path: Path) -> None:
     peft_model.save_pretrained(tmp_path / "adapter")
     for merge in (True, False):
         served, _ = load_model_and_processor(
-            ModelSource(model=str(tiny_qwen_dir), adapter=str(tmp_path / "adapter"), merge_adapter=merge), ["qwen2_5_vl"]
+            ModelSource(model=str(tiny_qwen_dir), adapter=str(tmp_path / "adapter"), merge_adapter=merge)
         )
         logits = served(**text).logits
         assert not torch.allclose(logits, reference, atol=1e-4)  # the adapter changes the model
@@ -60,4 +60,4 @@ def test_lora_adapter_is_applied(tiny_qwen_dir: Path, tmp_path: Path) -> None:
 
 def test_missing_adapter_is_named(tiny_qwen_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="adapter path .*nope does not exist"):
-        load_model_and_processor(ModelSource(model=str(tiny_qwen_dir), adapter=str(tmp_path / "nope")), ["qwen2_5_vl"])
+        load_model_and_processor(ModelSource(model=str(tiny_qwen_dir), adapter=str(tmp_path / "nope")))

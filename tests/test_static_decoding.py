@@ -18,7 +18,7 @@ from engines.page_encoding import EncodedPage, collate
 from engines.slot_refill import SlotRefillDecoder, StopRule
 from engines.static_decoding import StaticDecodingGenerator, resolve_decode, static_decoding_blockers
 from vlm.loading import ModelSource, load_model_and_processor
-from vlm.tiny import QWEN_SPECIAL_TOKENS, byte_level_tokenizer, text_like_pages
+from vlm.tiny import text_like_pages
 
 SIZES = [(120, 90), (224, 160), (60, 200), (150, 150), (100, 100), (80, 140), (200, 60)]  # width, height
 STOPS = [3, None, 17, 1, 25, 0, 5]  # forced end after this many tokens; None: the budget ends the page
@@ -27,7 +27,7 @@ STOPS = [3, None, 17, 1, 25, 0, 5]  # forced end after this many tokens; None: t
 @pytest.fixture(scope="module")
 def qwen(tiny_qwen_dir: Path):
     """The tiny checkpoint, sharpened (see ``_sharpen``)."""
-    model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)), ["qwen2_5_vl"])
+    model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     return _sharpen(model), processor
 
 
@@ -119,36 +119,6 @@ def test_compaction_and_prompts_too_long_for_the_cache(qwen) -> None:
     assert all(generator._generated(results[i], budget) == reference[i] for i in results) and len(results) == 4
 
 
-def test_dots_style_text_rope_model_matches_generate() -> None:
-    """dots.ocr's language model is a Qwen2 with 1-D RoPE: the same loop, positions from the attention mask."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = byte_level_tokenizer(QWEN_SPECIAL_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left")
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    model = _sharpen(Qwen2ForCausalLM(config).eval())
-    prompts = ["a long prompt, padded least", "short", "a medium prompt", "x", "another one of them"]
-    stops = [4, None, 9, 0, 2]
-    budget = 12
-    expected = []
-    with torch.no_grad():
-        for prompt, stop in zip(prompts, stops):
-            row = model.generate(**tokenizer([prompt], return_tensors="pt"), max_new_tokens=budget, do_sample=False)[0, -budget:].tolist()
-            expected.append(row[: budget if stop is None else min(stop, budget)])
-    generator = StaticDecodingGenerator(model, tokenizer, batch_size=2)
-    pages = {i: EncodedPage(dict(tokenizer([p], return_tensors="pt"))) for i, p in enumerate(prompts)}
-    decoder = SlotRefillDecoder(
-        prefill=lambda group: generator._prefill([pages[i] for i in group]), step=generator.step, prompt_length=lambda i: pages[i].length,
-        pool=generator.pool, slots=2, length=64, rule=StopRule(generator.end_ids, budget, stops),
-    )
-    results: dict = {}
-    with torch.no_grad():
-        decoder.run(list(range(len(prompts))), results)
-    assert [results[i].tokens for i in range(len(prompts))] == expected
-    assert [results[i].ended for i in range(len(prompts))] == [stop is not None and stop < budget for stop in stops]
-
-
 def test_out_of_memory_halves_the_slots_and_loses_no_page(qwen) -> None:
     model, processor = qwen
     requests = _requests()
@@ -174,7 +144,7 @@ def test_pooled_visual_tokens_decode_the_same(tiny_qwen_dir: Path, pooling: str)
     from engines.backends import install_pooling
     from engines.hf_options import PoolingOptions
 
-    model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)), ["qwen2_5_vl"])
+    model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     model, processor = install_pooling(_sharpen(model), processor, PoolingOptions.model_validate(pooling))
     requests = _requests()[:5]
     reference = TransformersGenerator(model, processor, batch_size=8).generate(requests, max_new_tokens=12)
@@ -206,7 +176,8 @@ def test_same_shapes_are_reused_across_calls(qwen) -> None:
 
 def test_decode_step_traces_as_one_graph(qwen) -> None:
     """What CUDA graphs need: the step (static cache, explicit positions, mask) compiles without graph breaks."""
-    from engines.decode_step import greedy_step, logits_to_keep
+    from engines.decode_step import greedy_step
+    from vlm.forward_args import cache_keyword, logits_to_keep
 
     model, processor = qwen
     generator = StaticDecodingGenerator(model, processor, batch_size=2)
@@ -219,9 +190,11 @@ def test_decode_step_traces_as_one_graph(qwen) -> None:
         cache.tokens[:, 0] = torch.tensor(prefilled.first_tokens)
         cache.positions.copy_(prefilled.next_positions)
         cache.open_column()
-        eager = greedy_step(model, generator.scheme, cache.cache, cache.tokens, cache.positions, cache.valid, logits_to_keep(model))
+        eager = greedy_step(model, generator.scheme, cache.cache, cache.tokens, cache.positions, cache.valid, logits_to_keep(model),
+                            cache_keyword(model))
         cache.set_column(cache.column)  # the eager step advanced the layers' counters: write the same column again
-        assert torch.equal(compiled(model, generator.scheme, cache.cache, cache.tokens, cache.positions, cache.valid, logits_to_keep(model)), eager)
+        assert torch.equal(compiled(model, generator.scheme, cache.cache, cache.tokens, cache.positions, cache.valid, logits_to_keep(model),
+                                    cache_keyword(model)), eager)
 
 
 def test_decode_mode_resolution(qwen, tiny_gemma_dir: Path) -> None:
@@ -229,7 +202,7 @@ def test_decode_mode_resolution(qwen, tiny_gemma_dir: Path) -> None:
     assert static_decoding_blockers(model) == []
     assert resolve_decode("auto", model) == "dynamic"  # CPU: generate
     assert resolve_decode("static", model) == "static"
-    gemma, _ = load_model_and_processor(ModelSource(model=str(tiny_gemma_dir)), ["gemma3"])
+    gemma, _ = load_model_and_processor(ModelSource(model=str(tiny_gemma_dir)))
     assert resolve_decode("auto", gemma) == "dynamic"
     with pytest.raises(ValueError, match=r"decode: static is not available for model .*gemma.*sliding_attention"):
         resolve_decode("static", gemma)

@@ -25,7 +25,7 @@ from tune.space import BASELINE, TrialPoint, grid_points, optuna_axes
 def test_space_values_are_validated() -> None:
     from pydantic import ValidationError
 
-    space = SpaceSettings(ratio={"low": 1, "high": 2, "step": 0.5}, parts="all", pooling=["none", "avg:2", {"method": "norm_drop", "keep_ratio": 0.5}])
+    space = SpaceSettings(ratio={"low": 1, "high": 2, "step": 0.5}, parts="both", pooling=["none", "avg:2", {"method": "norm_drop", "keep_ratio": 0.5}])
     assert space.ratios() == [1.0, 1.5, 2.0]
     assert space.parts == ["both"]
     assert [p.label for p in space.pooling] == ["none", "avg:2", "norm_drop:0.5"]

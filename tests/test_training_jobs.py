@@ -63,7 +63,7 @@ def test_two_workers_zero2_loss_goes_down(ray_cpu, lines_dir: Path, tmp_path: Pa
     # the final model is a normal checkpoint folder the OCR engines load
     from vlm.loading import ModelSource, load_model_and_processor
 
-    model, _ = load_model_and_processor(ModelSource(model=str(tmp_path / "out" / "model")), ["qwen2_5_vl"])
+    model, _ = load_model_and_processor(ModelSource(model=str(tmp_path / "out" / "model")))
     assert model.config.text_config.hidden_size == TINY_SHAPE["hidden_size"]
 
 

@@ -44,8 +44,15 @@ def prompt_text(processor: Any, prompt: str) -> str:
 
 
 def full_text(processor: Any, prompt: str, target: str) -> str:
-    """The templated prompt followed by the answer and its end-of-turn token."""
-    return processor.apply_chat_template(chat_messages(prompt, target), tokenize=False).rstrip("\n")
+    """The templated prompt followed by the answer and its end-of-turn token.
+
+    Most chat templates close the answer themselves (``<|im_end|>``, ``<end_of_turn>``);
+    one that leaves the last turn open (dots.ocr's) names its token on the processor as
+    ``end_of_turn_token``, which is appended, so the model learns where to stop.
+    """
+    text = processor.apply_chat_template(chat_messages(prompt, target), tokenize=False).rstrip("\n")
+    end = getattr(processor, "end_of_turn_token", None)
+    return text + end if end and not text.endswith(end) else text
 
 
 def encode_batch(processor: Any, examples: Sequence[Example], *, padding_side: str = "right") -> dict[str, Any]:

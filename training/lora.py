@@ -8,11 +8,9 @@ language model. The projections chosen are the attention and MLP ``nn.Linear`` l
 of the transformer blocks; output head, embeddings and the vision merger/projector stay
 frozen unless listed in ``target_modules``.
 
-Module names (transformers 5): Qwen2.5-VL ``model.visual.blocks.N.{attn.qkv, attn.proj,
-mlp.*_proj}`` and ``model.language_model.layers.N.{self_attn,mlp}.*``; dots.ocr (remote
-code) ``vision_tower.blocks.N.{attn.qkv, attn.proj, mlp.fc1..3}`` and
-``model.layers.N.*``; Gemma 3 ``model.vision_tower.encoder.layers.N.{self_attn.*,
-mlp.fc1, mlp.fc2}`` and ``model.language_model.layers.N.*``.
+Where each family's towers are is the family table's business (``vlm.families``): for
+example Qwen2.5-VL ``model.visual.blocks.N`` and ``model.language_model.layers.N``, the
+published dots.ocr ``vision_tower.blocks.N`` and ``model.layers.N``.
 
 Heavy imports (torch, peft, transformers) happen inside the functions, so that
 ``LoraSettings`` can be validated in a job config on a machine without them.
@@ -31,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
+
+    from vlm.families import ModelFamily
 
 PresetName = Literal["minimal", "standard", "high_capacity", "qlora_4bit", "qlora_8bit"]
 Targets = Literal["language", "vision", "both"]
@@ -100,42 +100,33 @@ class LoraSettings(BaseModel):
 
 # --- which layers -------------------------------------------------------------------------
 
-#: Towers that are not the language model (vision encoders; Gemma 3n's audio encoder).
-NON_LANGUAGE_TOWERS: tuple[str, ...] = ("*visual.*", "*vision_tower.*", "*vision_model.*", "*audio_tower.*")
-
-#: Decoder-block projections of the language model (Qwen2/2.5, dots.ocr's Qwen2, Gemma 3/3n).
-LANGUAGE_PATTERNS: tuple[str, ...] = (r"re:(.*\.)?layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)",)
-
-#: Vision-block projections: Qwen2.5-VL (qkv/proj, gated MLP), dots.ocr (fc1..fc3), SigLIP (q/k/v/out_proj, fc1/fc2).
-#: The merger / projector lives outside the blocks and never matches.
-VISION_PATTERNS: tuple[str, ...] = (
-    r"re:(.*\.)?(visual|vision_tower|vision_model)\.(.*\.)?(blocks|layers)\.\d+\."
-    r"(attn\.(qkv|proj)|self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.(fc1|fc2|fc3|gate_proj|up_proj|down_proj))",
-)
-
-TOWERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # tower: (include patterns, extra exclude patterns)
-    "language": (LANGUAGE_PATTERNS, NON_LANGUAGE_TOWERS),
-    "vision": (VISION_PATTERNS, ()),
-}
+#: Within a tower's blocks (``vlm.families``), LoRA adapts the attention and MLP projections.
+LORA_LAYERS: tuple[str, ...] = ("*attn.*", "*mlp.*")
 
 
 def lora_target_modules(model: nn.Module, targets: Targets) -> list[str]:
-    """Full names of the attention/MLP projection Linears of the chosen tower(s), in model order."""
-    from compression.lowrank import DEFAULT_EXCLUDE, select_linear_layers
+    """Full names of the attention/MLP projection Linears in the blocks of the chosen tower(s), in model order.
 
-    towers = ["language", "vision"] if targets == "both" else [targets]
-    chosen: set[str] = set()
-    for tower in towers:
-        include, exclude = TOWERS[tower]
-        try:
-            chosen.update(select_linear_layers(model, include, DEFAULT_EXCLUDE + exclude))
-        except ValueError:
-            raise ValueError(
-                f"no {tower}-tower attention/MLP projection layers found in {type(model).__name__}; "
-                "list the layers in target_modules instead"
-            ) from None
-    return [name for name, _ in model.named_modules() if name in chosen]
+    The towers come from the model's family (``vlm.families``); a family whose vision tower
+    has no transformer blocks (Gemma 3n's MobileNet-V5) is refused for ``vision`` and ``both``.
+    """
+    from torch import nn as torch_nn
+
+    from compression.lowrank import DEFAULT_EXCLUDE, _matcher
+    from vlm.families import family_of
+
+    family = family_of(model)
+    in_tower, is_projection, excluded = _matcher(family.tower_patterns(targets)), _matcher(LORA_LAYERS), _matcher(DEFAULT_EXCLUDE)
+    chosen = [
+        name for name, module in model.named_modules()
+        if isinstance(module, torch_nn.Linear) and in_tower(name) and is_projection(name) and not excluded(name)
+    ]
+    if not chosen:
+        raise ValueError(
+            f"no {targets} attention/MLP projection layers found in {type(model).__name__} ({family.name}); "
+            "list the layers in target_modules instead"
+        )
+    return chosen
 
 
 def resolve_target_modules(model: nn.Module, settings: LoraSettings) -> list[str]:
@@ -307,9 +298,12 @@ def export_adapter_zip(
     *,
     base_model: str,
     settings: LoraSettings,
+    family: ModelFamily,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """One shareable file: ``adapter/`` (the adapter folder), ``docvlm_lora.json`` and a ``README.md``.
+
+    ``family``: the base model's (``vlm.families``), which says how to load it in the README.
 
     The adapter sits in a subfolder because peft writes its own ``README.md`` there.
     Every path in the archive is relative.
@@ -320,6 +314,7 @@ def export_adapter_zip(
     manifest = {
         "format_version": 1,
         "base_model": base_model,
+        "model_family": family.name,
         "adapter_dir": ADAPTER_DIR_IN_ZIP,
         "settings": settings.model_dump(mode="json"),
         "resolved": {"r": settings.rank, "alpha": settings.lora_alpha, "dropout": settings.lora_dropout, "quantization": settings.quantization},
@@ -335,28 +330,36 @@ def export_adapter_zip(
                 archive.write(path, _safe_arcname(ADAPTER_DIR_IN_ZIP, path.relative_to(adapter_dir).as_posix()))
         archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2, default=_jsonable) + "\n")
         processor_saved = any((adapter_dir / name).is_file() for name in PROCESSOR_FILES)
-        archive.writestr("README.md", adapter_readme(base_model, settings, processor_in_adapter=processor_saved))
+        archive.writestr("README.md", adapter_readme(base_model, settings, family, processor_in_adapter=processor_saved))
     partial.replace(zip_path)
     return zip_path
 
 
-def adapter_readme(base_model: str, settings: LoraSettings, *, processor_in_adapter: bool = True) -> str:
-    """Short model card with inference snippets for transformers + peft and for a docvlm config."""
-    is_gemma = "gemma" in base_model.lower()
-    is_dots = "dots" in base_model.lower()
-    auto_class = "AutoModelForCausalLM" if is_dots else "AutoModelForImageTextToText"
-    remote = ", trust_remote_code=True" if is_dots else ""
-    section, engine = ("picture", "gemma") if is_gemma else ("layout", "dots")
-    engine_extra = "\n      trust_remote_code: true" if is_dots else ""
+def adapter_readme(base_model: str, settings: LoraSettings, family: ModelFamily, *, processor_in_adapter: bool = True) -> str:
+    """Short model card: how to load base + adapter in Python (transformers + peft, or docvlm's loader where the
+    family's published code needs adapting) and in a docvlm config."""
+    auto_class = family.auto_class
+    remote = ", trust_remote_code=True" if family.remote_code else ""
+    section, engine = ("picture", "gemma") if "picture" in family.roles else ("layout", "dots")
+    engine_extra = "\n      trust_remote_code: true" if family.remote_code else ""
     targets = "explicit target_modules" if settings.target_modules else f"targets: {settings.targets}"
     contents = "the PEFT adapter and the processor" if processor_in_adapter else "the PEFT adapter"
-    return f"""# LoRA adapter for `{base_model}`
+    if family.adapter:  # the published code needs adapting under current transformers: docvlm's loader does it
+        loading = f"""## Loading it in Python
 
-Trained with docvlm: preset `{settings.preset}`, r={settings.rank}, alpha={settings.lora_alpha:g}, \
-dropout={settings.lora_dropout:g}, {targets}.
-`{ADAPTER_DIR_IN_ZIP}/` holds {contents}; `{MANIFEST_NAME}` the settings and metrics.
+{family.name}'s published code does not run unmodified under current transformers; docvlm's loader
+adapts it ({family.adapter}) and puts the adapter on top:
 
-## transformers + peft
+```python
+from vlm.loading import ModelSource, load_model_and_processor
+
+model, processor = load_model_and_processor(
+    ModelSource(model="{base_model}", adapter="{ADAPTER_DIR_IN_ZIP}"{remote}))
+```
+"""
+    else:
+        processor_from = ADAPTER_DIR_IN_ZIP if processor_in_adapter else base_model
+        loading = f"""## transformers + peft
 
 ```python
 from peft import PeftModel
@@ -365,9 +368,16 @@ from transformers import AutoProcessor, {auto_class}
 base = {auto_class}.from_pretrained("{base_model}", dtype="auto", device_map="auto"{remote})
 model = PeftModel.from_pretrained(base, "{ADAPTER_DIR_IN_ZIP}")
 model = model.merge_and_unload()  # optional: plain model, faster generation
-processor = AutoProcessor.from_pretrained("{ADAPTER_DIR_IN_ZIP if processor_in_adapter else base_model}"{remote})
+processor = AutoProcessor.from_pretrained("{processor_from}"{remote})
 ```
+"""
+    return f"""# LoRA adapter for `{base_model}`
 
+Trained with docvlm: preset `{settings.preset}`, r={settings.rank}, alpha={settings.lora_alpha:g}, \
+dropout={settings.lora_dropout:g}, {targets}.
+`{ADAPTER_DIR_IN_ZIP}/` holds {contents}; `{MANIFEST_NAME}` the settings and metrics.
+
+{loading}
 ## docvlm
 
 Unzip, then point the engine at the base model and the adapter folder:

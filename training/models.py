@@ -20,10 +20,6 @@ from training.settings import TrainSettings
 
 JobKind = Literal["reference", "distill", "lora"]
 
-#: model_types the training jobs accept (Qwen2.5-VL architecture and dots.ocr).
-TRAINABLE_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl", "dots_ocr", "gemma3")
-
-
 @dataclass
 class Trainable:
     model: nn.Module  # the module the optimiser updates (its trainable parameters)
@@ -35,19 +31,26 @@ class Trainable:
 
 
 def load_pretrained(
-    path: str, device: torch.device | str = "cpu", *, adapter: str | None = None, quantization_config: Any = None
+    path: str,
+    device: torch.device | str = "cpu",
+    *,
+    adapter: str | None = None,
+    quantization_config: Any = None,
+    trust_remote_code: bool = False,
 ) -> tuple[nn.Module, Any]:
-    """A checkpoint through the same loader the OCR engines use (errors name the path).
+    """A checkpoint of any family of ``vlm.families``, through the loader the OCR engines use (errors name the path).
 
     With ``quantization_config`` (QLoRA) bitsandbytes places the weights on ``device`` itself.
     """
     from vlm.loading import ModelSource, load_model_and_processor
 
-    source = ModelSource(model=path, dtype="float32", device_map=None, attn_implementation="sdpa", adapter=adapter)
+    source = ModelSource(
+        model=path, dtype="float32", device_map=None, attn_implementation="sdpa", adapter=adapter, trust_remote_code=trust_remote_code
+    )
     if quantization_config is not None:
         extra = {"quantization_config": quantization_config, "device_map": {"": str(device)}, "dtype": torch.bfloat16}
-        return load_model_and_processor(source, TRAINABLE_MODEL_TYPES, extra_model_kwargs=extra)
-    model, processor = load_model_and_processor(source, TRAINABLE_MODEL_TYPES)
+        return load_model_and_processor(source, extra_model_kwargs=extra)
+    model, processor = load_model_and_processor(source)
     return model.to(device), processor
 
 
@@ -77,7 +80,7 @@ def distill_trainable(
     from compression.persistence import save_compressed
 
     distill = settings.distill
-    teacher, processor = load_pretrained(teacher_path)
+    teacher, processor = load_pretrained(teacher_path, trust_remote_code=settings.trust_remote_code)
     teacher.eval().requires_grad_(False)
     student = copy.deepcopy(teacher)
     calibration = None
@@ -113,7 +116,9 @@ def lora_trainable(base_path: str, settings: TrainSettings, merged: bool = False
     from training.lora import LoraSettings, apply_lora, describe_trainable, quantization_config, save_adapter, trainable_parameters
 
     lora = LoraSettings.model_validate(settings.lora)
-    base, processor = load_pretrained(base_path, device, quantization_config=quantization_config(lora))
+    base, processor = load_pretrained(
+        base_path, device, quantization_config=quantization_config(lora), trust_remote_code=settings.trust_remote_code
+    )
     model = apply_lora(base, lora)
     model.train()
     trainable, total, percent = trainable_parameters(model)

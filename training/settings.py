@@ -122,7 +122,9 @@ class ReferenceSettings(_Strict):
 
 class DistillSettings(_Strict):
     ratio: float = Field(2.0, gt=1, description="PELA compression ratio of the student")
-    target_modules: str | list[str] = Field("all", description="compression preset (vision | language | all) or module patterns")
+    target_modules: str | list[str] = Field(
+        "both", description="towers to compress (language | vision | both, per vlm.families) or module-name patterns"
+    )
     exclude_modules: list[str] | None = Field(None, description="extra patterns to leave dense (heads, norms, embeddings always are)")
     min_rank: int = Field(1, ge=1, description="smallest rank a compressed layer gets")
     calibration: Literal["none", "asvd", "whiten"] = Field("none", description="activation-aware SVD from a few training batches")
@@ -132,6 +134,9 @@ class DistillSettings(_Strict):
 
 
 class TrainSettings(_Strict):
+    trust_remote_code: bool = Field(
+        False, description="run the checkpoint's own modelling code (the published dots.ocr ships some); --trust-remote-code"
+    )
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings)
     optim: OptimSettings = Field(default_factory=OptimSettings)

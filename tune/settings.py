@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from engines.hf_options import PoolingOptions
 
-Parts = Literal["language", "vision", "both"]
+Parts = Literal["language", "vision", "both"]  # vlm.families.TOWERS
 
 #: The smallest pixel budget that still holds one merged 28x28 visual token.
 MIN_PIXELS = 28 * 28
@@ -70,10 +70,7 @@ class SpaceSettings(_Strict):
     def _listify(cls, value: Any, info: ValidationInfo) -> Any:
         if info.field_name == "ratio" and isinstance(value, dict):
             return value  # a range
-        values = _as_list(value)
-        if info.field_name == "parts":  # compression.lowrank calls "both" "all"
-            values = ["both" if item == "all" else item for item in values]
-        return values
+        return _as_list(value)
 
     @field_validator("ratio")
     @classmethod
@@ -214,10 +211,14 @@ class TuneSettings(_Strict):
 
     name: str = Field("compression-sweep", description="sweep name; rerunning with the same name and storage_path resumes it")
     storage_path: str = Field("./ray_results", description="where Ray Tune keeps the sweep; shared storage on a multi-node cluster")
-    model: str = Field("runs/reference/model", description="the model compressed: checkpoint folder or hub id (Qwen2.5-VL architecture)")
+    model: str = Field(
+        "runs/reference/model", description="the OCR model compressed: checkpoint folder or hub id (a layout family of vlm.families)"
+    )
     data: str = Field("runs/reference/data", description="dataset folder the trials are scored on (see training.data.sources)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: bfloat16 on GPUs that have it, else float32")
-    trust_remote_code: bool = Field(False, description="run the checkpoint's own modelling code")
+    trust_remote_code: bool = Field(
+        False, description="run the checkpoint's own modelling code (the published dots.ocr ships some); --trust-remote-code"
+    )
     space: SpaceSettings = Field(default_factory=SpaceSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

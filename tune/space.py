@@ -24,10 +24,6 @@ from tune.settings import TuneSettings
 METRICS = ["accuracy", "flops_per_page"]
 MODES = ["max", "min"]
 
-#: ``compression.lowrank`` preset per ``parts`` value.
-PRESET_OF_PARTS = {"language": "language", "vision": "vision", "both": "all"}
-
-
 @dataclass(frozen=True)
 class TrialPoint:
     ratio: float
@@ -61,7 +57,8 @@ class TrialPoint:
 
     @property
     def preset(self) -> str | None:
-        return PRESET_OF_PARTS.get(self.parts)
+        """The towers ``compression.lowrank`` compresses (``vlm.families`` vocabulary); None when uncompressed."""
+        return None if self.parts == "none" else self.parts
 
     @property
     def model_key(self) -> str:

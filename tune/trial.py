@@ -38,8 +38,6 @@ from training.settings import TrainSettings
 from tune.settings import EvalSettings
 from tune.space import TrialPoint
 
-#: Model kinds a trial loads (Qwen2.5-VL architecture; dots.ocr with its remote code).
-MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl", "dots_ocr")
 COMPRESSION_FILE = "compression.json"
 
 
@@ -145,7 +143,7 @@ def load_model(spec: TrialSpec, path: str, device: str) -> tuple[Any, Any]:
     from vlm.loading import ModelSource, load_model_and_processor
 
     source = ModelSource(model=path, dtype=spec.dtype, attn_implementation="sdpa", device_map=None, trust_remote_code=spec.trust_remote_code)
-    model, processor = load_model_and_processor(source, MODEL_TYPES)
+    model, processor = load_model_and_processor(source, "layout")  # the OCR model a sweep compresses (vlm.families)
     return model.to(device).eval(), processor
 
 
@@ -318,6 +316,7 @@ def flops_estimate(spec: TrialSpec, point: TrialPoint, model_path: str, device: 
 def distill_settings(spec: TrialSpec, point: TrialPoint) -> TrainSettings:
     """``train`` settings for a short PELA distillation of this point (ratio, parts, steps from the point)."""
     settings = spec.train.model_copy(deep=True)
+    settings.trust_remote_code = spec.trust_remote_code
     steps = point.distill_steps
     settings.distill = settings.distill.model_copy(update={"ratio": point.ratio, "target_modules": point.preset})
     settings.optim = settings.optim.model_copy(update={"max_steps": steps, "warmup_steps": min(settings.optim.warmup_steps, steps // 10)})

@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from vlm.families import ModelFamily, Role, UnsupportedModel, family_for
 
 
 class ModelLoadError(RuntimeError):
@@ -96,8 +98,15 @@ def check_model_location(name: str, what: str = "model") -> str:
     return name
 
 
-def load_config(source: ModelSource, expected_model_types: Iterable[str]) -> Any:
-    """Read the checkpoint's config and check it is a model kind the engine can drive."""
+REMOTE_CODE_HINT = (
+    "this checkpoint ships its own modelling code (dots.ocr does): allow it with --trust-remote-code on the job's "
+    "command line, or trust_remote_code: true in the engine's options (ocr.trust_remote_code for every OCR engine, "
+    "train.trust_remote_code, tune.trust_remote_code)"
+)
+
+
+def load_config(source: ModelSource, role: Role | None = None) -> tuple[Any, ModelFamily]:
+    """Read the checkpoint's config; its ``model_type`` must be a family of the table (``vlm.families``) fit for ``role``."""
     from transformers import AutoConfig
 
     location = check_model_location(source.model)
@@ -111,53 +120,55 @@ def load_config(source: ModelSource, expected_model_types: Iterable[str]) -> Any
     except Exception as exc:  # noqa: BLE001 - re-raised with the model named
         hint = " (HF offline mode is on: the model must be in the local cache)" if offline_mode(source) else ""
         if "trust_remote_code" in str(exc):
-            hint = " (this checkpoint ships its own modelling code: set trust_remote_code: true in the engine options)"
+            hint = f" ({REMOTE_CODE_HINT})"
         raise ModelLoadError(f"cannot load the config of model {source.model}{hint}: {exc}") from exc
-    expected = set(expected_model_types)
-    if config.model_type not in expected:
-        raise ModelLoadError(
-            f"model {source.model} is a {config.model_type!r} model; this engine drives {sorted(expected)}"
-        )
-    return config
-
-
-#: transformers auto class per ``model_type`` where it is not ``AutoModelForImageTextToText``:
-#: dots.ocr's remote code registers its model as a causal LM.
-AUTO_CLASS_BY_MODEL_TYPE = {"dots_ocr": "AutoModelForCausalLM"}
+    try:
+        family = family_for(config.model_type, role=role, what=f"model {source.model}")
+    except UnsupportedModel as error:
+        raise ModelLoadError(str(error)) from error
+    return config, family
 
 
 def load_model_and_processor(
     source: ModelSource,
-    expected_model_types: Iterable[str],
+    role: Role | None = None,
     processor_kwargs: dict[str, Any] | None = None,
     extra_model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Load model + processor from ``source`` (compressed checkpoints and adapters included), in eval mode.
 
-    ``extra_model_kwargs`` go to ``from_pretrained`` as well (for example a bitsandbytes
-    ``quantization_config`` for QLoRA training).
+    The family table (``vlm.families``) says which auto class loads the checkpoint and
+    whether a published checkpoint's own code needs adapting (``family.adapter``, e.g.
+    ``vlm.dots_ocr``). ``role``: the engine role the model must fit (``layout`` or
+    ``picture``); None accepts every family. ``extra_model_kwargs`` go to
+    ``from_pretrained`` as well (for example a bitsandbytes ``quantization_config`` for QLoRA training).
     """
     import transformers
-    from transformers import AutoProcessor
 
-    config = load_config(source, expected_model_types)
+    config, family = load_config(source, role)
     location = check_model_location(source.model)
     common = dict(revision=source.revision, trust_remote_code=source.trust_remote_code, local_files_only=offline_mode(source))
+    attention = resolve_attention(source.attn_implementation)
+    adapter = importlib.import_module(family.adapter) if family.adapter else None
+    if adapter is not None:
+        adapter.prepare_config(config, attention)
     model_kwargs = dict(
         dtype=resolve_dtype(source.dtype),
-        attn_implementation=resolve_attention(source.attn_implementation),
+        attn_implementation=attention,
         device_map=resolve_device_map(source.device_map),
         **(extra_model_kwargs or {}),
     )
-    auto_class = getattr(transformers, AUTO_CLASS_BY_MODEL_TYPE.get(config.model_type, "AutoModelForImageTextToText"))
+    auto_class = getattr(transformers, family.auto_class)
     try:
         if _is_compressed(location):
             from compression.persistence import load_compressed
 
-            model = load_compressed(location, model_class=auto_class, **model_kwargs)
+            model = load_compressed(location, model_class=auto_class, config=config, **common, **model_kwargs)
         else:
             model = auto_class.from_pretrained(location, config=config, **common, **model_kwargs)
-        processor = AutoProcessor.from_pretrained(location, **common, **(processor_kwargs or {}))
+        processor = load_processor(source, config, family, processor_kwargs)
+        if adapter is not None:
+            adapter.adapt_model(model)
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised with the model named
@@ -166,6 +177,17 @@ def load_model_and_processor(
         model = attach_adapter(model, source)
     model.eval()
     return model, processor
+
+
+def load_processor(source: ModelSource, config: Any, family: ModelFamily, processor_kwargs: dict[str, Any] | None = None) -> Any:
+    """The checkpoint's processor: ``AutoProcessor``, or the family adapter's where the published one does not load."""
+    from transformers import AutoProcessor
+
+    location = check_model_location(source.model)
+    common = dict(revision=source.revision, trust_remote_code=source.trust_remote_code, local_files_only=offline_mode(source))
+    if family.adapter:
+        return importlib.import_module(family.adapter).load_processor(location, config, **common)
+    return AutoProcessor.from_pretrained(location, **common, **(processor_kwargs or {}))
 
 
 def attach_adapter(model: Any, source: ModelSource) -> Any:
