@@ -52,6 +52,7 @@ def measure(generator: TransformersGenerator, requests: list[Request], max_new_t
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="checkpoint folder (default: build one, see --shape)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own code (the published dots.ocr needs it)")
     parser.add_argument("--shape", choices=["tiny", "dots"], default="tiny", help="size of the model built when --model is not given")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes; the first is the baseline")
@@ -69,8 +70,9 @@ def main(argv: list[str] | None = None) -> None:
             shape = DOTS_SHAPE if args.shape == "dots" else {"max_pixels": width * height}
             dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
             model_path = str(save_tiny_qwen2_5_vl(Path(scratch) / "model", dtype=dtype, **shape))
-        source = ModelSource(model=model_path, device_map=args.device if args.device != "cpu" else None)
-        model, processor = load_model_and_processor(source, ["qwen2_5_vl", "dots_ocr"])
+        source = ModelSource(model=model_path, device_map=args.device if args.device != "cpu" else None,
+                             trust_remote_code=args.trust_remote_code)
+        model, processor = load_model_and_processor(source, role="layout")
         requests = [Request(image=img, prompt="Extract the layout.") for img in text_like_pages([(height, width)] * args.pages)]
         sizes = [int(v) for v in args.batch_sizes.split(",")]
         generators = {size: TransformersGenerator(model, processor, batch_size=size) for size in sizes}

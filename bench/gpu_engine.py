@@ -61,8 +61,9 @@ def build_model(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.model:
         from vlm.loading import ModelSource, load_model_and_processor
 
-        source = ModelSource(model=args.model, device_map=args.device if args.device != "cpu" else None)
-        return load_model_and_processor(source, ["qwen2_5_vl", "qwen2_vl", "dots_ocr"])
+        source = ModelSource(model=args.model, device_map=args.device if args.device != "cpu" else None,
+                             trust_remote_code=args.trust_remote_code)
+        return load_model_and_processor(source, role="layout")
     from vlm.tiny import build_tiny_qwen2_5_vl
 
     width, height = (int(v) for v in args.page_size.split("x"))
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--shape", choices=["tiny", "dots"], default="tiny", help="model built when --model is not given")
     parser.add_argument("--model", help="checkpoint folder instead of a built model")
+    parser.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own code (the published dots.ocr needs it)")
     parser.add_argument("--workload", choices=["fixed", "mix", "both"], default="both")
     parser.add_argument("--pages", type=int, help="pages the engine decodes per workload")
     parser.add_argument("--baseline-pages", type=int, help="pages the baseline decodes (one batch of 18 by default: ~105 ms/step on an H100)")
