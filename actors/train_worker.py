@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from configuration.plugins import Plugin
 from training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,7 @@ class WorkerJob(BaseModel):
     data_dir: str
     model_path: str | None = None  # teacher (distill) or base (lora)
     merge_lora: bool = False
-    fail_once_at_step: int | None = None  # tests: a worker dies once after this step's checkpoint
-    fail_marker: str | None = None
+    after_checkpoint: list[Plugin] = []  # called on every rank after each checkpoint: hook(step=, rank=, world=)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -61,13 +60,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from training.batches import ShardPlan, batch_iterator
     from training.examples import encode_batch
 
-    train_set = _open_split(job.data_dir, settings.data.train_split)
+    train_set = open_split(job.data_dir, settings.data.train_split, settings.data.columns)
     trainable = _build(job, train_set, device)
     for module in trainable.frozen:
         module.to(device)
     processor = trainable.processor
     encode = lambda examples: encode_batch(processor, examples)  # noqa: E731
 
+    hooks = [plugin.build() for plugin in job.after_checkpoint]
     engine = _initialize(trainable.model, settings, world)
     state = _restore(engine)
     step = resumed_from = state.get("step", 0)
@@ -105,8 +105,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             metrics.update(_evaluate(trainable.model, processor, job, device))
         _checkpoint(engine, step, metrics, trainable if final else None, rank, job.kind, trainable.info)
         window, window_steps, samples, started = {}, 0, 0, time.perf_counter()
-        if job.fail_once_at_step is not None and step == job.fail_once_at_step and job.fail_marker and rank == world - 1:
-            _fail_once(Path(job.fail_marker))
+        for hook in hooks:
+            hook(step=step, rank=rank, world=world)
 
 
 def _device(settings: TrainSettings) -> torch.device:
@@ -117,11 +117,11 @@ def _device(settings: TrainSettings) -> torch.device:
     return torch.device("cpu")
 
 
-def _open_split(data_dir: str, split: str) -> Any:
-    """A split as a memory-mapped ``datasets.Dataset`` with decoded images."""
+def open_split(data_dir: str, split: str, columns: Any) -> Any:
+    """A split as a memory-mapped ``datasets.Dataset`` with decoded images; ``columns`` (``train.data.columns``) checked."""
     from training.data.sources import DatasetSpec, load_dataset_from_spec
 
-    return load_dataset_from_spec(DatasetSpec(path=data_dir, split=split))
+    return load_dataset_from_spec(DatasetSpec(path=data_dir, split=split, columns=columns))
 
 
 def _build(job: WorkerJob, train_set: Any, device: torch.device) -> Any:
@@ -200,7 +200,7 @@ def _evaluate(model: torch.nn.Module, processor: Any, job: WorkerJob, device: to
     from training.metrics import character_error_rate
 
     data = job.settings.data
-    split = _open_split(job.data_dir, data.eval_split)
+    split = open_split(job.data_dir, data.eval_split, data.columns)
     count = min(data.eval_samples, len(split))
     records = [record_from_row(split[i], data.columns) for i in range(count)]
     was_training = model.training
@@ -214,17 +214,3 @@ def _peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _fail_once(marker: Path) -> None:
-    """Kill this worker process once (the marker file remembers), to exercise FailureConfig.
-
-    It dies a few seconds after the checkpoint, as a real crash would: Ray Train's controller
-    collects reports when it polls the workers (every 2 s by default), and a worker that
-    dies before that poll takes its last report with it.
-    """
-    if marker.exists():
-        return
-    marker.write_text("failed once\n")
-    time.sleep(5)
-    os._exit(1)

@@ -254,11 +254,11 @@ def _decode_positions(text_positions: torch.Tensor, deltas: torch.Tensor | None)
 
 def _lm_step(model: nn.Module, language_model: nn.Module, cache: Any = None, **kwargs: Any) -> tuple[torch.Tensor, Any]:
     """The decoder stack, then the output head on the last position: what one prefill or decode step computes."""
-    from vlm.forward_args import cache_keyword
+    from vlm.forward_args import cache_keyword, output_cache
 
     out = language_model(use_cache=True, **{cache_keyword(language_model): cache}, **kwargs)
     logits = model.get_output_embeddings()(out.last_hidden_state[:, -1:])
-    return logits, out.past_key_values
+    return logits, output_cache(out)
 
 
 @torch.no_grad()

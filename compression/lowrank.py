@@ -33,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -77,8 +77,13 @@ class LowRankLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int, input_transform: torch.Tensor | None = None) -> "LowRankLinear":
         """Factor ``linear`` at ``rank`` (see ``factorize``); same device and dtype, bias copied."""
-        weight = linear.weight
-        up, down = factorize(weight, rank, input_transform)
+        return cls.from_factors(linear, factorize(linear.weight, rank, input_transform))
+
+    @classmethod
+    def from_factors(cls, linear: nn.Linear, factors: "Factorization") -> "LowRankLinear":
+        """The layer computing ``factors`` in place of ``linear``: same device and dtype, bias copied."""
+        weight, (up, down, _) = linear.weight, factors
+        rank = down.shape[0]
         layer = cls(linear.in_features, linear.out_features, rank, linear.bias is not None, device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             layer.up.weight.copy_(up)
@@ -104,6 +109,8 @@ class LayerStats:
     params_after: int
     relative_error: float
     method: str = "svd"
+    energy_kept: float = 1.0  # sum of the kept squared singular values / sum of all of them
+    singular_values: list[float] = field(default_factory=list, repr=False)  # of the matrix factored (for the spectra plot)
 
 
 @dataclass
@@ -141,6 +148,8 @@ class CompressionStats:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data, totals included."""
         data = asdict(self)
+        for layer in data["layers"]:
+            del layer["singular_values"]  # thousands of floats per layer: the spectra plot reads them from the stats
         data.update(
             targeted_params_before=self.targeted_params_before,
             targeted_params_after=self.targeted_params_after,
@@ -210,8 +219,22 @@ def select_linear_layers(
     return names
 
 
-def factorize(weight: torch.Tensor, rank: int, input_transform: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Truncated SVD on the weight's device: ``(up, down)`` in the weight's dtype with ``up @ down ~= weight``.
+class Factorization(NamedTuple):
+    """``up @ down ~= W``, and the singular values of the matrix factored (all of them, descending, float32)."""
+
+    up: torch.Tensor
+    down: torch.Tensor
+    singular_values: torch.Tensor
+
+    @property
+    def energy_kept(self) -> float:
+        """Share of the squared singular values the kept rank holds (1.0 at full rank)."""
+        energy = self.singular_values.double().square()
+        return float(energy[: self.down.shape[0]].sum() / energy.sum().clamp_min(1e-300))
+
+
+def factorize(weight: torch.Tensor, rank: int, input_transform: torch.Tensor | None = None) -> Factorization:
+    """Truncated SVD on the weight's device: ``up`` and ``down`` in the weight's dtype with ``up @ down ~= weight``.
 
     Plain: SVD of ``W`` in float32, ``up = U_r sqrt(S_r)``, ``down = sqrt(S_r) V_r^T``.
     ``input_transform`` ``T`` (in x in and invertible, or a vector meaning ``diag(T)``)
@@ -231,7 +254,7 @@ def factorize(weight: torch.Tensor, rank: int, input_transform: torch.Tensor | N
     down = root[:, None] * vh[:rank]
     if input_transform is not None:
         down = _right_solve(down, transform)
-    return up.to(weight.dtype), down.to(weight.dtype)
+    return Factorization(up.to(weight.dtype), down.to(weight.dtype), s.detach().float().cpu())
 
 
 def _right_solve(matrix: torch.Tensor, transform: torch.Tensor) -> torch.Tensor:
@@ -283,7 +306,8 @@ def compress(
             stats.skipped[name] = f"rank {rank} would not save parameters ({rank * (in_features + out_features)} >= {in_features * out_features})"
             continue
         transform = calibration.input_transform(name) if calibration is not None else None
-        replacement = LowRankLinear.from_linear(layer, rank, transform)
+        factors = factorize(layer.weight, rank, transform)
+        replacement = LowRankLinear.from_factors(layer, factors)
         with torch.no_grad():
             original = layer.weight.detach().float()
             error = float((original - replacement.reconstructed_weight().float()).norm() / original.norm().clamp_min(1e-12))
@@ -300,6 +324,8 @@ def compress(
                 params_after=sum(p.numel() for p in replacement.parameters()),
                 relative_error=error,
                 method=stats.method if transform is not None else "svd",
+                energy_kept=factors.energy_kept,
+                singular_values=factors.singular_values.tolist(),
             )
         )
     stats.model_params_before = params_before

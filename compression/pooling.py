@@ -40,55 +40,15 @@ sits on its vision tower); ``remove_token_pooling`` deletes them and the class m
 
 from __future__ import annotations
 
-import math
 import weakref
-from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-PoolingMethod = Literal["avg", "max", "norm_drop"]
-_METHODS = ("avg", "max", "norm_drop")
+from compression.settings import PoolingConfig
+
 _HOOK_ATTR = "_token_pooling"
-
-
-@dataclass(frozen=True)
-class PoolingConfig:
-    """What to do with each image's visual tokens. ``factor=1`` (avg/max) and ``keep_ratio=1`` are the identity."""
-
-    factor: int = 1
-    method: PoolingMethod = "avg"
-    keep_ratio: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.method not in _METHODS:
-            raise ValueError(f"PoolingConfig.method must be one of {_METHODS}, got {self.method!r}")
-        if isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1:
-            raise ValueError(f"PoolingConfig.factor must be an integer >= 1, got {self.factor!r}")
-        if not isinstance(self.keep_ratio, (int, float)) or not 0.0 < float(self.keep_ratio) <= 1.0:
-            raise ValueError(f"PoolingConfig.keep_ratio must be in (0, 1], got {self.keep_ratio!r}")
-        if self.method == "norm_drop" and self.factor != 1:
-            raise ValueError(f"PoolingConfig: norm_drop selects tokens by keep_ratio; factor must stay 1, got {self.factor}")
-        if self.method != "norm_drop" and self.keep_ratio != 1.0:
-            raise ValueError(f"PoolingConfig: keep_ratio only applies to method='norm_drop', got {self.keep_ratio} with {self.method!r}")
-
-    @property
-    def is_identity(self) -> bool:
-        return self.factor == 1 and self.keep_ratio == 1.0
-
-    def pooled_grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
-        """Merged-token grid (t, h_m, w_m) after avg/max pooling: ceil on each spatial side."""
-        k = self.factor
-        return t, -(-h // k), -(-w // k)
-
-    def pooled_count(self, t: int, h: int, w: int) -> int:
-        """How many tokens the LM sees for an image whose merged grid is (t, h_m, w_m)."""
-        if self.method == "norm_drop":
-            n = t * h * w
-            return max(1, min(n, math.ceil(self.keep_ratio * n - 1e-9)))
-        tp, hp, wp = self.pooled_grid(t, h, w)
-        return tp * hp * wp
 
 
 def merged_grids(image_grid_thw: torch.Tensor | Sequence[Sequence[int]], merge_size: int) -> list[tuple[int, int, int]]:

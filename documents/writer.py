@@ -47,7 +47,8 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    """``data`` as indented JSON, atomically; values JSON does not know (paths, numpy scalars) as their ``str``."""
+    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def report_path(out_dir: Path, name: str) -> Path:

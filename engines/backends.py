@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from engines.generation import TextGenerator, TransformersGenerator
-from engines.hf_options import GenerativeEngineOptions, PoolingOptions
+from compression.settings import PoolingConfig
+from engines.hf_options import GenerativeEngineOptions
 from vlm.families import Role
 from vlm.loading import ModelLoadError, load_model_and_processor
 
@@ -39,15 +40,14 @@ def set_pixel_budget(processor: object, min_pixels: int, max_pixels: int) -> Non
         set_budget(processor, min_pixels, max_pixels)
 
 
-def install_pooling(model: Any, processor: Any, pooling: PoolingOptions, name: str = "model") -> tuple[Any, Any]:
+def install_pooling(model: Any, processor: Any, pooling: PoolingConfig, name: str = "model") -> tuple[Any, Any]:
     """Pool the visual tokens on the model and shrink the prompts to match; no pooling leaves both as they are."""
-    config = pooling.to_config()
-    if config is None:
+    if pooling.is_identity:
         return model, processor
     from compression.pooling import PooledProcessor, apply_token_pooling
 
     try:
-        apply_token_pooling(model, config)
-        return model, PooledProcessor(processor, config)
+        apply_token_pooling(model, pooling)
+        return model, PooledProcessor(processor, pooling)
     except (TypeError, ValueError) as error:
         raise ModelLoadError(f"pooling {pooling.label} cannot be applied to model {name}: {error}") from error

@@ -2,83 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from compression.settings import PoolingConfig
 from vlm.loading import ModelSource
 
-PoolingMethod = Literal["none", "avg", "max", "norm_drop"]
 DecodeMode = Literal["auto", "dynamic", "static"]
 CompileMode = Literal["auto", "on", "off"]
-
-
-class PoolingOptions(BaseModel):
-    """Image-token pooling after the vision tower (``compression.pooling``), as a config value.
-
-    Torch-free so that validating a config stays light; ``to_config`` gives the
-    ``PoolingConfig`` the model code uses. Written as a mapping
-    (``{method: avg, factor: 2}``) or as its label: ``none``, ``avg:2``, ``max:2``,
-    ``norm_drop:0.5``. The sweep's pooling axis uses the same model, so what a sweep
-    measured is exactly what the engine serves.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    method: PoolingMethod = Field("none", description="none | avg | max (k x k visual tokens become one) | norm_drop (keep the largest-norm tokens)")
-    factor: int = Field(1, ge=1, description="avg/max: pooling window side k")
-    keep_ratio: float = Field(1.0, gt=0, le=1, description="norm_drop: share of each image's visual tokens kept")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_label(cls, value: Any) -> Any:
-        if value is None:
-            return {}
-        if not isinstance(value, str):
-            return value
-        method, _, amount = value.strip().partition(":")
-        if method == "none" and not amount:
-            return {"method": "none"}
-        if method in ("avg", "max") and amount:
-            try:
-                return {"method": method, "factor": int(amount)}
-            except ValueError:
-                pass
-        if method == "norm_drop" and amount:
-            try:
-                return {"method": method, "keep_ratio": float(amount)}
-            except ValueError:
-                pass
-        raise ValueError(f"pooling {value!r}: expected none, avg:K, max:K (K a whole number) or norm_drop:R (0 < R <= 1)")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "PoolingOptions":
-        if self.method in ("none", "norm_drop") and self.factor != 1:
-            raise ValueError(f"pooling factor applies to avg and max only, got factor {self.factor} with method {self.method}")
-        if self.method != "norm_drop" and self.keep_ratio != 1.0:
-            raise ValueError(f"pooling keep_ratio applies to norm_drop only, got {self.keep_ratio} with method {self.method}")
-        return self
-
-    @property
-    def is_identity(self) -> bool:
-        return self.method == "none" or (self.factor == 1 and self.keep_ratio == 1.0)
-
-    @property
-    def label(self) -> str:
-        """``none``, ``avg:2``, ``norm_drop:0.5``: the short form, also accepted as input."""
-        if self.is_identity:
-            return "none"
-        if self.method == "norm_drop":
-            return f"norm_drop:{self.keep_ratio:g}"
-        return f"{self.method}:{self.factor}"
-
-    def to_config(self) -> Any:
-        """The ``compression.pooling.PoolingConfig``, or None for no pooling (imports torch)."""
-        if self.is_identity:
-            return None
-        from compression.pooling import PoolingConfig
-
-        return PoolingConfig(factor=self.factor, method=self.method, keep_ratio=self.keep_ratio)  # type: ignore[arg-type]
 
 
 class GenerativeEngineOptions(ModelSource):
@@ -111,8 +43,8 @@ class GenerativeEngineOptions(ModelSource):
         4096, ge=0, description="added to the budget when an output was cut off; only those pages are retried (0: no retry)"
     )
     vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM back-end: share of GPU memory it may take")
-    pooling: PoolingOptions = Field(
-        default_factory=PoolingOptions,
+    pooling: PoolingConfig = Field(
+        default_factory=PoolingConfig,
         description="image-token pooling after the vision tower (Qwen2.5-VL-architecture models, transformers back-end), "
         "e.g. avg:2 or {method: norm_drop, keep_ratio: 0.5}; see docs/compression.md",
     )

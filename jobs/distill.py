@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from configuration.schema import AppConfig
-from jobs.training_run import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job, write_json
+from documents.writer import atomic_write_json
+from jobs.training_run import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job
 
 
 #: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
@@ -62,7 +63,7 @@ def distill(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
         "steps": state["step"],
         "last_report": state["metrics"],
     }
-    write_json(out / "metrics.json", summary)
+    atomic_write_json(out / "metrics.json", summary)
     print(json.dumps(summary["char_accuracy"]))
     return summary
 

@@ -1,11 +1,12 @@
 """Evaluation job: score a model (optionally with a LoRA adapter) on a dataset, write one JSON.
 
     python -m jobs.evaluate --model PATH --data PATH [--split test] [--limit N] [--adapter PATH]
-        [--trust-remote-code] [--batch-size 16] [--max-new-tokens 64] [--out results.json]
+        [--mode mcq|open|both] [--max-pixels N] [--trust-remote-code] [--batch-size 16]
+        [--max-new-tokens 64] [--out results.json]
 
 Runs in one process without Ray, so it works on a laptop and as a Ray job's entrypoint
 alike. The JSON's ``metrics`` block is flat and its names are stable (``cer``,
-``char_accuracy``, ``exact_match``, ``mc_accuracy``, ``pages_per_s``...), so a Ray Tune
+``char_accuracy``, ``exact_match``, ``mc_accuracy``, ``mc_open_accuracy``, ``pages_per_s``...), so a Ray Tune
 sweep can report it as is; a metric whose records are absent from the data is left out
 rather than set to null.
 """
@@ -13,17 +14,13 @@ rather than set to null.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from jobs.one_process import UsageError, run_command
+
 COLUMN_FIELDS = ("image", "text", "question", "choices", "answer")
-
-
-class UsageError(Exception):
-    """A bad argument (missing model or data path...): printed, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--adapter", help="PEFT LoRA adapter folder loaded (and merged) on top of --model")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the checkpoint's own modelling code, as the published dots.ocr needs (off by default)")
+    parser.add_argument("--mode", choices=("mcq", "open", "both"), default="mcq",
+                        help="multiple-choice rows: mcq ranks the options by likelihood; open lets the model write its answer "
+                        "and checks which option it names; both (OCR rows are always generated)")
+    parser.add_argument("--max-pixels", type=int, help="pixel budget of each image (the processor's max_pixels), as the engines' option")
     parser.add_argument("--batch-size", type=int, default=16, help="records per generate call")
     parser.add_argument("--choice-batch-size", type=int, default=8, help="(record, choice) pairs per forward pass")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -106,6 +107,18 @@ def check_paths(args: argparse.Namespace) -> None:
         raise UsageError("--limit must be at least 1")
 
 
+def set_max_pixels(processor: Any, max_pixels: int) -> dict[str, int]:
+    """Cap the processor's pixel budget (the floor follows when it is above the cap); returns the budget in force."""
+    from compression.resolution import pixel_budget, set_pixel_budget
+
+    try:
+        low, _ = pixel_budget(processor)
+        low, high = set_pixel_budget(processor, min(low, max_pixels), max_pixels)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--max-pixels {max_pixels}: {exc}") from exc
+    return {"min_pixels": low, "max_pixels": high}
+
+
 def flat_metrics(scores: dict[str, Any], seconds: float, count: int) -> dict[str, float]:
     """The sweep-facing numbers under fixed names; absent sections add no key."""
     metrics: dict[str, float] = {}
@@ -113,6 +126,8 @@ def flat_metrics(scores: dict[str, Any], seconds: float, count: int) -> dict[str
         metrics.update({key: scores["ocr"][key] for key in ("cer", "char_accuracy", "exact_match")})
     if "multiple_choice" in scores:
         metrics["mc_accuracy"] = scores["multiple_choice"]["accuracy"]
+    if "open_answer" in scores:
+        metrics["mc_open_accuracy"] = scores["open_answer"]["accuracy"]
     metrics["seconds"] = seconds
     metrics["pages_per_s"] = count / seconds if seconds > 0 else 0.0
     return metrics
@@ -125,6 +140,8 @@ def summary_line(results: dict[str, Any]) -> str:
         parts.append(f"CER {m['cer']:.4f} (char acc {m['char_accuracy']:.4f}, exact {m['exact_match']:.3f})")
     if "mc_accuracy" in m:
         parts.append(f"MC accuracy {m['mc_accuracy']:.3f}")
+    if "mc_open_accuracy" in m:
+        parts.append(f"MC open-answer accuracy {m['mc_open_accuracy']:.3f}")
     parts.append(f"{m['pages_per_s']:.2f} pages/s")
     return f"evaluate {results['model']['path']}: " + ", ".join(parts)
 
@@ -141,6 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, processor = load_model_and_processor(source)  # any family of vlm.families
     except ModelLoadError as exc:
         raise UsageError(str(exc)) from exc
+    budget = set_max_pixels(processor, args.max_pixels) if args.max_pixels else None
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
     scores = evaluate_records(
@@ -153,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prompt=args.prompt,
         normalize_text=not args.no_normalize,
         num_samples=args.samples,
+        mode=args.mode,
     )
     seconds = time.perf_counter() - started
     return {
@@ -171,6 +190,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max_new_tokens": args.max_new_tokens,
             "prompt": args.prompt,
             "normalize": not args.no_normalize,
+            "mode": args.mode,
+            "pixel_budget": budget,
         },
         **scores,
     }
@@ -178,17 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse, evaluate, write and print; returns the results. Bad arguments exit with code 2."""
-    args = build_parser().parse_args(argv)
-    try:
-        results = run(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(summary_line(results))
-    return results
+    return run_command("jobs.evaluate", build_parser(), argv, run, summary_line, json_out=lambda args: args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from configuration.schema import AppConfig
-from jobs.training_run import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job, write_json
+from documents.writer import atomic_write_json
+from jobs.training_run import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job
 
 
 #: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
@@ -40,10 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def finetune(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
     from actors.train_worker import WorkerJob
-    from training.lora import LoraSettings, QuantizationUnavailable, export_adapter_zip, quantization_support
+    from training.lora import QuantizationUnavailable, export_adapter_zip, quantization_support
 
-    settings = LoraSettings.model_validate(config.train.lora)
-    config.train.lora = settings.model_dump(mode="json", exclude_none=True)
+    settings = config.train.lora
     if settings.quantization:
         supported, reason = quantization_support(settings.preset)
         if not supported:
@@ -61,7 +61,7 @@ def finetune(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
         "base": args.base,
         "adapter": str(adapter),
         "merged": str(out / "model" / "merged") if args.merge else None,
-        "lora": config.train.lora,
+        "lora": settings.model_dump(mode="json", exclude_none=True),
         "trainable": state["info"].get("summary"),
         "char_accuracy": {"before": char_accuracy(before), "after": char_accuracy(after)},
         "scores": {"before": before, "after": after},
@@ -76,7 +76,7 @@ def finetune(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
             export_adapter_zip(adapter, out / "lora_export.zip", base_model=args.base, settings=settings, family=family,
                                extra={"char_accuracy": summary["char_accuracy"]})
         )
-    write_json(out / "metrics.json", summary)
+    atomic_write_json(out / "metrics.json", summary)
     print(state["info"].get("summary"))
     return summary
 

@@ -32,7 +32,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 from configuration import ConfigError, load_config
 from configuration.loader import to_yaml

@@ -18,17 +18,14 @@ import argparse
 import hashlib
 import json
 import logging
-import os
-import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from ray.tune import Callback
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from configuration.plugins import Plugin
 from configuration.schema import AppConfig
 from jobs.launcher import add_config_options
 from jobs.training_run import run_job
@@ -67,14 +64,6 @@ SHORTCUTS = {
 }
 
 
-@dataclass
-class SweepHooks:
-    """Test hooks: trials whose point matches a ``fail_points`` entry raise; Ctrl-C after ``interrupt_after`` completions."""
-
-    fail_points: list[dict[str, Any]] = field(default_factory=list)
-    interrupt_after: int | None = None
-
-
 # --------------------------------------------------------------------------- the trial (runs in a Tune actor)
 def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
     """Tune trainable: answer from disk if this point finished before, else compress, distil, score, report."""
@@ -89,7 +78,8 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
         ray_tune.report({**cached, "cached": True})
         return
     trial.record_execution(spec, point)
-    trial.check_injected_failure(spec, point)
+    for plugin in spec.before_trial:
+        plugin.build()(point=point.as_dict())
     device = trial.device_for(spec)
     model_path = trial.compressed_model(spec, point, device)
     if point.distill_steps > 0:
@@ -144,23 +134,6 @@ def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-class InterruptAfter(Callback):
-    """Tests: press Ctrl-C (SIGUSR1, which Tune treats alike) once ``count`` trials completed; once per run folder.
-
-    Tune pickles its callbacks with the experiment and restores them on resume; the marker
-    file keeps the restored copy from interrupting the resumed run.
-    """
-
-    def __init__(self, count: int, marker: Path):
-        self.count, self.marker, self.completed = count, str(marker), 0
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.completed += 1
-        if self.completed >= self.count and not os.path.exists(self.marker):
-            Path(self.marker).write_text(f"interrupted after {self.completed} trials\n")
-            os.kill(os.getpid(), signal.SIGUSR1)
-
-
 def _absolute(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
@@ -193,7 +166,7 @@ def check_same_sweep(run_dir: Path, config: AppConfig) -> None:
     file.write_text(json.dumps({"fingerprint": digest, "name": config.tune.name, "tune": payload}, indent=2) + "\n")
 
 
-def trial_spec(config: AppConfig, run_dir: Path, hooks: SweepHooks) -> Any:
+def trial_spec(config: AppConfig, run_dir: Path, before_trial: Sequence[Plugin] = ()) -> Any:
     from tune.trial import TrialSpec
 
     settings = config.tune
@@ -203,25 +176,35 @@ def trial_spec(config: AppConfig, run_dir: Path, hooks: SweepHooks) -> Any:
     return TrialSpec(
         name=settings.name, run_dir=str(run_dir), model=_model_location(settings.model), data=str(data), dtype=settings.dtype,
         trust_remote_code=settings.trust_remote_code, eval=settings.eval, train=config.train,
-        cpus=settings.resources.cpu, gpus=settings.resources.gpu, fail_points=hooks.fail_points,
+        cpus=settings.resources.cpu, gpus=settings.resources.gpu, before_trial=list(before_trial),
     )
 
 
-def run_sweep(config: AppConfig, *, run_dir: Path | None = None, retry_errored: bool = False, hooks: SweepHooks | None = None) -> dict[str, Any]:
-    """Run (or resume) the sweep on the current Ray session and write its outputs; returns the summary."""
+def run_sweep(
+    config: AppConfig,
+    *,
+    run_dir: Path | None = None,
+    retry_errored: bool = False,
+    callbacks: Sequence[Any] = (),
+    before_trial: Sequence[Plugin] = (),
+) -> dict[str, Any]:
+    """Run (or resume) the sweep on the current Ray session and write its outputs; returns the summary.
+
+    ``callbacks``: Ray Tune callbacks for a new sweep (a resumed one keeps those it was started
+    with); ``before_trial``: plugins each trial builds and calls with ``point=`` before it runs.
+    """
     from ray import tune as ray_tune
 
     from tune import space
     from tune.pareto import write_outputs
 
     started = time.perf_counter()
-    hooks = hooks or SweepHooks()
     settings = config.tune
     storage = _absolute(settings.storage_path)
     if run_dir is None and "://" in storage:
         raise ValueError(f"tune.storage_path {storage} is remote: give the outputs a local run folder with --out")
     run = Path(run_dir).expanduser().resolve() if run_dir else Path(storage) / settings.name
-    spec = trial_spec(config, run, hooks)
+    spec = trial_spec(config, run, before_trial)
     check_same_sweep(run, config)
 
     trainable = ray_tune.with_resources(
@@ -234,7 +217,6 @@ def run_sweep(config: AppConfig, *, run_dir: Path | None = None, retry_errored: 
         log.info("resuming sweep %s from %s", settings.name, experiment)
         tuner = ray_tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, restart_errored=retry_errored, param_space=params)
     else:
-        callbacks = [InterruptAfter(hooks.interrupt_after, run / ".interrupted")] if hooks.interrupt_after else []
         tuner = ray_tune.Tuner(
             trainable,
             param_space=params,
@@ -246,7 +228,7 @@ def run_sweep(config: AppConfig, *, run_dir: Path | None = None, retry_errored: 
                 trial_dirname_creator=_trial_dirname,
             ),
             run_config=ray_tune.RunConfig(
-                name=settings.name, storage_path=storage, failure_config=ray_tune.FailureConfig(max_failures=0), callbacks=callbacks
+                name=settings.name, storage_path=storage, failure_config=ray_tune.FailureConfig(max_failures=0), callbacks=list(callbacks)
             ),
         )
     grid = tuner.fit()

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from configuration.schema import AppConfig
-from jobs.training_run import TRAINING_SHORTCUTS, common_parser, evaluate_remote, fit, run_job, write_json
+from documents.writer import atomic_write_json
+from jobs.training_run import TRAINING_SHORTCUTS, common_parser, evaluate_remote, fit, run_job
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def train_reference(args: argparse.Namespace, config: AppConfig) -> dict[str, An
         "test": scores,
         "params": state["info"].get("params"),
     }
-    write_json(out / "metrics.json", summary)
+    atomic_write_json(out / "metrics.json", summary)
     return summary
 
 

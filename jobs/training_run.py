@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 TRAINING_SHORTCUTS = {
     "workers": "train.scaling.num_workers",
     "steps": "train.optim.max_steps",
+    "epochs": "train.optim.epochs",
     "gpu": "train.scaling.use_gpu",
     "trust_remote_code": "train.trust_remote_code",
 }
@@ -37,7 +38,9 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output folder (final model, metrics JSON)")
     add_config_options(parser)
     parser.add_argument("--workers", type=int, help="Ray Train workers (= --set train.scaling.num_workers=N)")
-    parser.add_argument("--steps", type=int, help="optimiser steps (= --set train.optim.max_steps=N)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimiser steps (= --set train.optim.max_steps=N)")
+    length.add_argument("--epochs", type=float, help="passes over the train split instead of --steps (= --set train.optim.epochs=E)")
     parser.add_argument("--gpu", action="store_const", const=True, help="one GPU per worker (= --set train.scaling.use_gpu=true)")
     parser.add_argument("--trust-remote-code", action="store_const", const=True,
                         help="run the checkpoint's own modelling code, as the published dots.ocr needs (= --set train.trust_remote_code=true)")
@@ -86,6 +89,7 @@ def fit(job: Any, config: AppConfig, run_name: str, out_dir: Path, callbacks: li
 
     from actors.train_worker import MODEL_DIR, STATE_FILE, train_loop_per_worker
 
+    job = with_epoch_steps(job)
     settings = job.settings
     scaling = settings.scaling
     storage = settings.checkpoint.storage_path
@@ -123,6 +127,24 @@ def fit(job: Any, config: AppConfig, run_name: str, out_dir: Path, callbacks: li
         shutil.copytree(source, target)
     state["checkpoint"] = result.checkpoint.path
     return state
+
+
+def with_epoch_steps(job: Any) -> Any:
+    """``job`` with ``optim.max_steps`` derived from ``optim.epochs`` and the train split's size, said in the log."""
+    from actors.train_worker import open_split
+
+    settings = job.settings
+    if settings.optim.epochs is None:
+        return job
+    rows = len(open_split(job.data_dir, settings.data.train_split, settings.data.columns))
+    steps = settings.steps_for_epochs(rows)
+    log.info(
+        "train.optim.epochs %g = %d optimiser steps (%d rows in split %r; %d worker(s) x %d rows per micro-batch x %d "
+        "accumulation per step)", settings.optim.epochs, steps, rows, settings.data.train_split, settings.scaling.num_workers,
+        settings.optim.micro_batch_size, settings.deepspeed.gradient_accumulation_steps,
+    )
+    optim = settings.optim.model_copy(update={"max_steps": steps})
+    return job.model_copy(update={"settings": settings.model_copy(update={"optim": optim})})
 
 
 def evaluate_remote(
@@ -181,7 +203,7 @@ def score(model: Any, processor: Any, data_dir: str, settings: Any, *, split: st
     from training.evaluate import evaluate_records
 
     data = settings.data
-    dataset = load_dataset_from_spec(DatasetSpec(path=data_dir, split=split or data.eval_split))
+    dataset = load_dataset_from_spec(DatasetSpec(path=data_dir, split=split or data.eval_split, columns=data.columns))
     count = len(dataset) if limit is None else min(limit, len(dataset))
     records = [record_from_row(dataset[i], data.columns) for i in range(count)]
     return evaluate_records(model, processor, records, batch_size=32, max_new_tokens=data.max_new_tokens, prompt=data.prompt)
@@ -191,7 +213,3 @@ def char_accuracy(scores: dict[str, Any]) -> float | None:
     """1 - CER from ``score``'s result (None when the split has no OCR rows)."""
     return scores.get("ocr", {}).get("char_accuracy")
 
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")

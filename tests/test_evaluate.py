@@ -101,9 +101,9 @@ def _brute_force_log_likelihood(model, processor, record: Record, choice: str) -
     """Summed answer log-prob of one pair through the model's own loss: no batching, no padding, no slicing."""
     import torch
 
-    from training.examples import IGNORE_INDEX, Example, encode_batch
+    from training.examples import IGNORE_INDEX, Example, encode_batch, record_prompt
 
-    batch = encode_batch(processor, [Example(record.image, prompt=record.question, target=choice)])
+    batch = encode_batch(processor, [Example(record.image, prompt=record_prompt(record.question, record.choices), target=choice)])
     count = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())  # the loss shifts labels by one
     with torch.inference_mode():
         loss = model(**batch).loss.item()  # mean negative log-likelihood over the answer tokens
@@ -190,6 +190,48 @@ def test_evaluate_records_sections_and_samples(tiny, pages) -> None:
     assert set(only_ocr) == {"ocr", "samples"}
 
 
+def test_open_answers_name_an_option_by_its_text_or_its_label() -> None:
+    from training.evaluate import open_answer_choice
+
+    choices = ["red car", "Blue Bus", "12.50"]
+    assert open_answer_choice("blue  bus", choices) == 1
+    assert open_answer_choice(" 12.50 ", choices) == 2
+    assert [open_answer_choice(label, choices) for label in ("A", "b.", "(C)", "c:")] == [0, 1, 2, 2]
+    assert open_answer_choice("D", choices) == -1 and open_answer_choice("a red car", choices) == -1
+
+
+def test_the_prompt_shows_the_options_in_training_and_in_evaluation() -> None:
+    from training.batches import to_example
+    from training.evaluate import _prompt_for
+
+    record = Record(image=None, text="", question="What is shown?", choices=["a cat", "a dog"], answer=1)
+    prompt = to_example(record, "Read the text.").prompt
+    assert prompt.splitlines()[:3] == ["What is shown?", "A. a cat", "B. a dog"]
+    assert to_example(record, "Read the text.").target == "a dog"
+    assert _prompt_for(record, None) == prompt  # likelihood and open-answer scoring ask the same
+    assert to_example(Record(image=None, text="x"), "Read the text.").prompt == "Read the text."
+
+
+def test_evaluate_records_modes_score_multiple_choice_by_likelihood_by_open_answer_or_both(tiny, pages) -> None:
+    from training.evaluate import evaluate_records, open_answer_choice, predict_texts, score_choices
+
+    model, processor = tiny
+    mc = [
+        Record(image=pages[0], text="", question="Which?", choices=["a", "b"], answer=1),
+        Record(image=pages[1], text="", question="Which?", choices=["one", "two", "three"], answer=2),
+    ]
+    both = evaluate_records(model, processor, mc, max_new_tokens=4, mode="both")
+    answers = predict_texts(model, processor, mc, max_new_tokens=4)
+    named = [open_answer_choice(a, r.choices) for a, r in zip(answers, mc)]
+    assert both["open_answer"] == {
+        "accuracy": sum([named[0] == 1, named[1] == 2]) / 2, "no_option_named": sum(n < 0 for n in named) / 2, "count": 2,
+    }
+    chosen = score_choices(model, processor, mc)
+    assert both["multiple_choice"] == {"accuracy": sum([chosen[0] == 1, chosen[1] == 2]) / 2, "count": 2}
+    assert set(evaluate_records(model, processor, mc, max_new_tokens=4, mode="open")) == {"open_answer", "samples"}
+    assert set(evaluate_records(model, processor, mc, max_new_tokens=4)) == {"multiple_choice", "samples"}
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -238,6 +280,24 @@ def test_cli_multiple_choice_columns(tiny_qwen_dir: Path, pages, tmp_path: Path)
     assert results["multiple_choice"]["count"] == 2
     assert set(results["metrics"]) == {"mc_accuracy", "seconds", "pages_per_s"}
     assert results["metrics"]["mc_accuracy"] == results["multiple_choice"]["accuracy"]
+
+
+def test_cli_mode_both_and_max_pixels(tiny_qwen_dir: Path, pages, tmp_path: Path, capsys) -> None:
+    from jobs.evaluate import main
+
+    rows = {"image": pages[:2], "text": ["b", "three"], "question": ["Which?", "Count?"],
+            "choices": [["a", "b"], ["one", "two", "three"]], "answer": [1, 2]}
+    data = _write_parquet(tmp_path / "mc.parquet", rows)
+    columns = ["--column", "question=question", "--column", "choices=choices", "--column", "answer=answer"]
+    results = main(["--model", str(tiny_qwen_dir), "--data", str(data), *columns, "--mode", "both",
+                    "--max-pixels", str(28 * 28 * 4), "--max-new-tokens", "3"])
+    assert set(results["metrics"]) == {"mc_accuracy", "mc_open_accuracy", "seconds", "pages_per_s"}
+    assert results["open_answer"]["count"] == results["multiple_choice"]["count"] == 2
+    assert results["settings"]["mode"] == "both" and results["settings"]["pixel_budget"]["max_pixels"] == 28 * 28 * 4
+    assert "open-answer accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(tiny_qwen_dir), "--data", str(data), *columns, "--max-pixels", "100"])
+    assert exit_info.value.code == 2 and "--max-pixels 100" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("missing", ["model", "data"])

@@ -237,7 +237,6 @@ def test_saved_adapter_and_merged_model_reproduce_logits(request: pytest.Fixture
     from transformers import AutoProcessor
 
     peft_model, processor, location = trained_peft_model(request, kind)
-    model_type = MODELS[kind][1]
     inputs = batch(processor, with_labels=False)
     with torch.no_grad():
         expected = peft_model(**inputs).logits

@@ -140,7 +140,7 @@ def tiny_lines(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("family", ["ocr", "training", "sweep"])
+@pytest.mark.parametrize("family", ["ocr", "training", "sweep", "one-process"])
 def test_address_flag_submits_exactly_one_job_that_succeeds(head, tmp_path, samples_dir, tiny_lines, tiny_qwen_dir, family):
     """``--address http://...`` on each family of entrypoints: one job on the server, succeeded, outputs written.
 
@@ -160,9 +160,14 @@ def test_address_flag_submits_exactly_one_job_that_succeeds(head, tmp_path, samp
                 "--set", "train.data.eval_samples=2", "--set", "train.data.max_new_tokens=4",
                 "--set", "train.scaling.cpus_per_worker=0.5"]
         output = out / "metrics.json"
-    else:
+    elif family == "sweep":
         module, args = "jobs.sweep", ["--config", str(_tiny_sweep_config(tmp_path, tiny_qwen_dir, tiny_lines))]
         output = tmp_path / "ray_results" / "submitted" / "trials.csv"
+    else:  # jobs.evaluate, jobs.compress, jobs.flops: no Ray of their own, submitted all the same
+        module = "jobs.evaluate"
+        args = ["--model", str(tiny_qwen_dir), "--data", str(tiny_lines), "--split", "test", "--limit", "2",
+                "--max-new-tokens", "2", "--out", str(out / "eval.json")]
+        output = out / "eval.json"
     result, added = _run_self_submitting(head, module, *args, "--address", JOB_SERVER)
     log = result.stdout[-3000:] + result.stderr[-3000:]
     assert result.returncode == 0, log

@@ -142,10 +142,10 @@ def test_out_of_memory_halves_the_slots_and_loses_no_page(qwen) -> None:
 def test_pooled_visual_tokens_decode_the_same(tiny_qwen_dir: Path, pooling: str) -> None:
     """Token pooling (compression.pooling) rewrites prompts and M-RoPE positions; the static path follows both."""
     from engines.backends import install_pooling
-    from engines.hf_options import PoolingOptions
+    from compression.settings import PoolingConfig
 
     model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
-    model, processor = install_pooling(_sharpen(model), processor, PoolingOptions.model_validate(pooling))
+    model, processor = install_pooling(_sharpen(model), processor, PoolingConfig.model_validate(pooling))
     requests = _requests()[:5]
     reference = TransformersGenerator(model, processor, batch_size=8).generate(requests, max_new_tokens=12)
     assert StaticDecodingGenerator(model, processor, batch_size=2).generate(requests, max_new_tokens=12) == reference

@@ -198,16 +198,19 @@ def _config_file(folder: Path, model: Path, data: Path) -> Path:
 def sweep_run(ray_cpu, tmp_path_factory: pytest.TempPathFactory, tiny_qwen_dir: Path, lines_dir: Path) -> dict:
     """Interrupted after 2 trials, resumed to the end, then rerun once more through the command line."""
     from configuration import load_config
-    from jobs.sweep import SweepHooks, main, run_sweep
+    from configuration.plugins import Plugin
+    from jobs.sweep import main, run_sweep
+    from tests.fault_hooks import InterruptAfter
     from tune.trial import TrialSpec
 
     folder = tmp_path_factory.mktemp("sweep")
     config_path = _config_file(folder, tiny_qwen_dir, lines_dir)
     config = load_config([config_path])
     run_dir = folder / "ray_results" / "tiny"
-    first = run_sweep(config, hooks=SweepHooks(fail_points=[FAIL_POINT], interrupt_after=2))
+    fail = [Plugin(target="tests.fault_hooks:FailAtPoints", options={"points": [FAIL_POINT]})]
+    first = run_sweep(config, callbacks=[InterruptAfter(2, run_dir / ".interrupted")], before_trial=fail)
     finished_first = sorted(p.stem for p in (run_dir / "trials").glob("*.json"))
-    second = run_sweep(load_config([config_path]), hooks=SweepHooks(fail_points=[FAIL_POINT]))
+    second = run_sweep(load_config([config_path]), before_trial=fail)
     spec = TrialSpec(name="tiny", run_dir=str(run_dir), model=str(tiny_qwen_dir), data=str(lines_dir))
     executions_before_cli = {p.key: _executions(spec, p) for p in grid_points(config.tune)}
     code = main(["--config", str(config_path)])
@@ -288,7 +291,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_trials(sweep_run: di
 def test_best_yaml_is_served_by_the_ocr_job(sweep_run: dict, lines_dir: Path, tmp_path: Path) -> None:
     from compression.pooling import token_pooling_config
     from configuration import load_config
-    from engines.hf_options import PoolingOptions
+    from compression.settings import PoolingConfig
     from jobs.ocr import main as ocr_main
     from training.data.sources import DatasetSpec, iter_records
 
@@ -296,12 +299,12 @@ def test_best_yaml_is_served_by_the_ocr_job(sweep_run: dict, lines_dir: Path, tm
     winner = json.loads((sweep_run["run_dir"] / "pareto.json").read_text())["winner"]
     layout = load_config([best]).ocr.layout
     assert layout.engine == "dots" and layout.options["model"] == winner["model_dir"]
-    assert PoolingOptions.model_validate(layout.options["pooling"]).label == winner["pooling"]
+    assert PoolingConfig.model_validate(layout.options["pooling"]).label == winner["pooling"]
 
     from engines.registry import build_engine
 
     engine = build_engine("dots", "layout", {**layout.options, "max_new_tokens": 2, "extra_max_new_tokens": 0})
-    expected = PoolingOptions.model_validate(winner["pooling"]).to_config()
+    expected = PoolingConfig.model_validate(winner["pooling"])
     assert token_pooling_config(engine.generator.model) == expected
     engine.close()
 

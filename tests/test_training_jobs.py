@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from actors.train_worker import STATE_FILE, WorkerJob
+from configuration.plugins import Plugin
 from configuration.schema import AppConfig
 from jobs.training_run import fit
 from training.data.synthetic import SyntheticConfig, write_splits
@@ -67,12 +68,17 @@ def test_two_workers_zero2_loss_goes_down(ray_cpu, lines_dir: Path, tmp_path: Pa
     assert model.config.text_config.hidden_size == TINY_SHAPE["hidden_size"]
 
 
+def _die_once_after(step: int, marker: Path) -> Plugin:
+    """The last worker dies once after ``step``'s checkpoint (``tests.fault_hooks.DieOnceAfterStep``)."""
+    return Plugin(target="tests.fault_hooks:DieOnceAfterStep", options={"step": step, "marker": str(marker)})
+
+
 def test_stopped_run_resumes_from_its_checkpoint_and_failures_retry(ray_cpu, lines_dir: Path, tmp_path: Path) -> None:
     from ray.train.v2.api.exceptions import TrainingFailedError
 
     config = _config(tmp_path)
     marker = tmp_path / "failed-once"
-    job = WorkerJob(kind="reference", settings=config.train, data_dir=str(lines_dir), fail_once_at_step=4, fail_marker=str(marker))
+    job = WorkerJob(kind="reference", settings=config.train, data_dir=str(lines_dir), after_checkpoint=[_die_once_after(4, marker)])
     # no retries allowed: the run stops after its step-4 checkpoint
     with pytest.raises(TrainingFailedError):
         fit(job, config, "resume", tmp_path / "out")
@@ -87,7 +93,7 @@ def test_stopped_run_resumes_from_its_checkpoint_and_failures_retry(ray_cpu, lin
     # with FailureConfig retries, a worker killed mid-run is replaced and the run resumes by itself
     config.train.checkpoint.max_failures = 1
     retry_marker = tmp_path / "failed-once-retry"
-    job = WorkerJob(kind="reference", settings=config.train, data_dir=str(lines_dir), fail_once_at_step=4, fail_marker=str(retry_marker))
+    job = WorkerJob(kind="reference", settings=config.train, data_dir=str(lines_dir), after_checkpoint=[_die_once_after(4, retry_marker)])
     state = fit(job, config, "retry", tmp_path / "out-retry")
     assert retry_marker.exists()
     assert state["step"] == 8 and state["metrics"]["resumed_from_step"] == 4
@@ -126,6 +132,114 @@ def test_distillation_lowers_the_students_distillation_loss(ray_cpu, lines_dir: 
     assert _distillation_loss(distilled, teacher, batch) < _distillation_loss(tmp_path / "undistilled", teacher, batch)
 
 
+def test_lowrank_only_distillation_trains_the_factors_alone_within_the_rank_limits(
+    ray_cpu, lines_dir: Path, tmp_path: Path, tiny_qwen_dir: Path
+) -> None:
+    from PIL import Image
+
+    from compression.lowrank import low_rank_layers
+    from compression.persistence import read_ranks
+    from training.models import distill_trainable, load_pretrained
+
+    config = _config(tmp_path, optim__max_steps=3, optim__learning_rate=1e-2, optim__warmup_steps=0, checkpoint__every_steps=3)
+    config.train.scaling.num_workers = 1
+    config.train.distill = config.train.distill.model_copy(update={"ratio": 2.0, "trainable": "lowrank", "min_rank": 2, "max_rank": 6})
+    job = WorkerJob(kind="distill", settings=config.train, data_dir=str(lines_dir), model_path=str(tiny_qwen_dir))
+    state = fit(job, config, "distill-lowrank", tmp_path / "out")
+    distilled_dir = tmp_path / "out" / "model"
+
+    ranks = read_ranks(distilled_dir)["ranks"]
+    assert ranks and all(2 <= rank <= 6 for rank in ranks.values()), ranks
+    start = distill_trainable(str(tiny_qwen_dir), config.train).model  # the student before training (deterministic SVD)
+    assert state["info"]["trainable_params"] == sum(p.numel() for layer in low_rank_layers(start).values() for p in layer.parameters())
+    distilled = dict(load_pretrained(str(distilled_dir))[0].named_parameters())
+    factor_names = {f"{name}.{param}" for name, layer in low_rank_layers(start).items() for param, _ in layer.named_parameters()}
+    changed = {name for name, before in start.named_parameters() if not torch.equal(before, distilled[name])}
+    assert changed and changed <= factor_names, sorted(changed - factor_names)[:5]  # norms, embeddings, dense layers untouched
+    assert len(changed) > len(factor_names) // 2  # and the factors did train
+
+    table = json.loads((distilled_dir / "compression.json").read_text())
+    assert {layer["name"]: layer["rank"] for layer in table["layers"]} == ranks
+    with Image.open(distilled_dir / "singular_values.png") as picture:
+        assert picture.format == "PNG" and picture.width > 400
+
+
+def test_rank_limits_are_validated() -> None:
+    from training.settings import DistillSettings
+
+    with pytest.raises(ValueError, match="max_rank 2 is below min_rank 4"):
+        DistillSettings(min_rank=4, max_rank=2)
+    with pytest.raises(ValueError):
+        DistillSettings(max_rank=0)
+    with pytest.raises(ValueError):
+        DistillSettings(trainable="frozen")
+
+
+@pytest.fixture(scope="module")
+def choices_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Multiple-choice rows (A-OKVQA-like columns): a rendered word, the question, three options, the answer index."""
+    import random
+
+    import datasets
+    from PIL import Image, ImageDraw
+
+    folder = tmp_path_factory.mktemp("choices")
+    words = ["cat", "dog", "sun", "map", "key", "box", "pen", "cup", "hat", "owl", "fig", "jar"]
+    rng = random.Random(0)
+    features = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
+                                  "choices": datasets.Sequence(datasets.Value("string")), "answer": datasets.Value("int64")})
+    for split, count in (("train", 48), ("val", 8), ("test", 6)):
+        rows: dict[str, list] = {"image": [], "question": [], "choices": [], "answer": []}
+        for _ in range(count):
+            word, *others = rng.sample(words, 3)
+            options = [word, *others]
+            rng.shuffle(options)
+            image = Image.new("RGB", (112, 28), "white")
+            ImageDraw.Draw(image).text((4, 8), word, fill="black")
+            rows["image"].append(image)
+            rows["question"].append("Which word is written?")
+            rows["choices"].append(options)
+            rows["answer"].append(options.index(word))
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(str(folder / f"{split}.parquet"))
+    return folder
+
+
+def test_multiple_choice_rows_train_with_their_options_for_the_epochs_asked(
+    ray_cpu, choices_dir: Path, tmp_path: Path, capsys
+) -> None:
+    from jobs.evaluate import main as evaluate
+
+    config = _config(tmp_path, optim__micro_batch_size=8, optim__epochs=2.0, checkpoint__every_steps=4)
+    config.train.scaling.num_workers = 1
+    config.train.data = config.train.data.model_copy(
+        update={"columns": config.train.data.columns.model_copy(update={"text": None, "question": "question", "choices": "choices", "answer": "answer"})}
+    )
+    assert config.train.steps_for_epochs(48) == 12  # 2 passes over 48 rows, 8 per step
+    job = WorkerJob(kind="reference", settings=config.train, data_dir=str(choices_dir))
+    state = fit(job, config, "choices", tmp_path / "out")
+    assert state["step"] == 12
+    states = _checkpoint_states(tmp_path / "runs" / "choices")
+    assert [s["step"] for s in states] == [4, 8, 12] and states[-1]["metrics"]["epoch"] == pytest.approx(2.0)
+    losses = [s["metrics"]["loss"] for s in states]
+    assert losses[-1] < losses[0], losses
+
+    columns = ["--column", "text=none", "--column", "question=question", "--column", "choices=choices", "--column", "answer=answer"]
+    results = evaluate(["--model", str(tmp_path / "out" / "model"), "--data", str(choices_dir), "--split", "test", *columns,
+                        "--mode", "both", "--max-new-tokens", "6"])
+    assert results["open_answer"]["count"] == results["multiple_choice"]["count"] == 6
+    assert 0 <= results["metrics"]["mc_open_accuracy"] <= 1 and 0 <= results["metrics"]["mc_accuracy"] <= 1
+
+
+def test_epochs_and_steps_are_one_or_the_other_on_the_command_line(capsys) -> None:
+    from jobs.training_run import common_parser
+
+    parser = common_parser("test")
+    assert parser.parse_args(["--out", "x", "--epochs", "1.5"]).epochs == 1.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "x", "--epochs", "1", "--steps", "10"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_lora_adapter_is_served_by_the_ocr_engine(ray_cpu, lines_dir: Path, tmp_path: Path, tiny_qwen_dir: Path) -> None:
     import numpy as np
 
@@ -134,7 +248,7 @@ def test_lora_adapter_is_served_by_the_ocr_engine(ray_cpu, lines_dir: Path, tmp_
 
     config = _config(tmp_path, optim__max_steps=4, optim__learning_rate=5e-3)
     config.train.scaling.num_workers = 1
-    config.train.lora = {"preset": "minimal", "targets": "both"}
+    config.train.lora = config.train.lora.model_copy(update={"preset": "minimal", "targets": "both"})
     job = WorkerJob(kind="lora", settings=config.train, data_dir=str(lines_dir), model_path=str(tiny_qwen_dir))
     state = fit(job, config, "lora", tmp_path / "out")
     adapter = tmp_path / "out" / "model" / "adapter"

@@ -46,7 +46,7 @@ def test_deepspeed_config_follows_the_settings() -> None:
 
 def test_train_section_is_validated_by_key(tmp_path: Path) -> None:
     config = load_config([Path("ray_config.yaml")], ["train.distill.ratio=3", "train.lora.preset=high_capacity"])
-    assert config.train.distill.ratio == 3 and config.train.lora["preset"] == "high_capacity"
+    assert config.train.distill.ratio == 3 and config.train.lora.preset == "high_capacity"
     with pytest.raises(ConfigError, match="train.deepspeed.zero_stage"):
         load_config([Path("ray_config.yaml")], ["train.deepspeed.zero_stage=5"])
     with pytest.raises(ConfigError, match="preset"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from training.data.records import Record
-from training.examples import Example
+from training.examples import Example, record_prompt
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def to_example(record: Record, prompt: str) -> Example:
     target = record.text
     if record.choices and record.answer is not None:
         target = record.choices[int(record.answer)]
-    return Example(image=record.image, prompt=record.question or prompt, target=target)
+    return Example(image=record.image, prompt=record_prompt(record.question, record.choices, prompt), target=target)
 
 
 def batch_iterator(
@@ -105,7 +105,7 @@ def calibration_batches(data_dir: str, settings: Any) -> Callable[[Any], list[di
     from training.examples import encode_batch
 
     def batches(processor: Any) -> list[dict[str, Any]]:
-        dataset = load_dataset_from_spec(DatasetSpec(path=data_dir, split=settings.data.train_split))
+        dataset = load_dataset_from_spec(DatasetSpec(path=data_dir, split=settings.data.train_split, columns=settings.data.columns))
         plan = ShardPlan(len(dataset), 1, 0, settings.optim.micro_batch_size, seed=settings.optim.seed + 1)
         source = batch_iterator(dataset, plan, lambda ex: encode_batch(processor, ex), settings.data.columns, settings.data.prompt)
         return [next(source) for _ in range(settings.distill.calibration_batches)]

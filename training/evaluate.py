@@ -12,10 +12,10 @@ rank the choices, and the score does not depend on a parser.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 from training.data.records import Record
-from training.examples import DEFAULT_OCR_PROMPT, IGNORE_INDEX, Example, encode_batch
+from training.examples import DEFAULT_OCR_PROMPT, IGNORE_INDEX, Example, choice_label, encode_batch, record_prompt
 from training.metrics import OcrScores
 
 
@@ -27,7 +27,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 def _prompt_for(record: Record, prompt: str | None) -> str:
-    return record.question or prompt or DEFAULT_OCR_PROMPT
+    return record_prompt(record.question, record.choices, prompt or DEFAULT_OCR_PROMPT)
 
 
 def _to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
@@ -169,6 +169,22 @@ def gold_choice(record: Record) -> int:
     raise ValueError(f"multiple-choice record has no answer index and its text is not a choice (record {record.meta})")
 
 
+def open_answer_choice(prediction: str, choices: Sequence[str]) -> int:
+    """The option a free-text answer names: its text (case and spacing ignored) or its label (``B``, ``B.``, ``(B)``); -1 if none."""
+    said = " ".join(prediction.split()).casefold()
+    for index, choice in enumerate(choices):
+        if said == " ".join(choice.split()).casefold():
+            return index
+    label = said.strip("().: ").upper()
+    for index in range(len(choices)):
+        if label == choice_label(index, len(choices)):
+            return index
+    return -1
+
+
+MultipleChoiceMode = Literal["mcq", "open", "both"]
+
+
 def evaluate_records(
     model: Any,
     processor: Any,
@@ -181,11 +197,15 @@ def evaluate_records(
     normalize_text: bool = True,
     normalize_choices: bool = True,
     num_samples: int = 5,
+    mode: MultipleChoiceMode = "mcq",
 ) -> dict[str, Any]:
-    """JSON-ready scores: an ``ocr`` section, a ``multiple_choice`` section, and a few samples.
+    """JSON-ready scores: an ``ocr`` section, multiple-choice sections, and a few samples.
 
-    Sections with no records are left out. ``normalize_text`` makes CER and exact match
-    ignore whitespace layout; ``normalize_choices`` is ``score_choices``' ``normalize``.
+    Multiple-choice rows are scored per ``mode``: ``mcq`` ranks the options by likelihood
+    (``multiple_choice``), ``open`` lets the model write its answer and checks which option
+    it names (``open_answer``: ``open_answer_choice``), ``both`` does both. Sections with
+    no records are left out. ``normalize_text`` makes CER and exact match ignore whitespace
+    layout; ``normalize_choices`` is ``score_choices``' ``normalize``.
     """
     records = list(records)
     ocr = [i for i, record in enumerate(records) if not record.is_multiple_choice]
@@ -199,9 +219,18 @@ def evaluate_records(
         )
         results["ocr"] = OcrScores.compute(predictions, references, normalize=normalize_text).to_dict()
         shown.update({i: {"prediction": p, "reference": r} for i, p, r in zip(ocr, predictions, references)})
-    if mc:
-        mc_records = [records[i] for i in mc]
-        gold = [gold_choice(record) for record in mc_records]
+    mc_records = [records[i] for i in mc]
+    gold = [gold_choice(record) for record in mc_records]
+    if mc and mode in ("open", "both"):
+        answers = predict_texts(model, processor, mc_records, batch_size=batch_size, max_new_tokens=max_new_tokens, prompt=prompt)
+        named = [open_answer_choice(answer, record.choices or []) for answer, record in zip(answers, mc_records)]
+        results["open_answer"] = {
+            "accuracy": sum(n == g for n, g in zip(named, gold)) / len(mc),
+            "no_option_named": sum(n < 0 for n in named) / len(mc),
+            "count": len(mc),
+        }
+        shown.update({i: {"prediction": a, "reference": r.choices[g]} for i, a, r, g in zip(mc, answers, mc_records, gold)})  # type: ignore[index]
+    if mc and mode in ("mcq", "both"):
         chosen = score_choices(
             model, processor, mc_records, batch_size=choice_batch_size, normalize=normalize_choices, prompt=prompt
         )

@@ -19,6 +19,29 @@ IGNORE_INDEX = -100
 DEFAULT_OCR_PROMPT = "Read the text."
 
 
+#: How a multiple-choice item's options are shown in its prompt; the model answers with the option's text.
+CHOICES_INSTRUCTION = "Answer with the text of the correct option."
+
+
+def choice_label(index: int, count: int) -> str:
+    """``A``, ``B``, ... (numbers ``1``, ``2``, ... past 26 options)."""
+    return chr(ord("A") + index) if count <= 26 else str(index + 1)
+
+
+def record_prompt(question: str | None, choices: Sequence[str] | None, default: str = DEFAULT_OCR_PROMPT) -> str:
+    """The user text of an item: its question (or ``default``), followed by its options when it has any.
+
+    Training, likelihood scoring and open-answer evaluation all ask with this prompt, so a
+    model fine-tuned on multiple-choice rows is evaluated on the question it learned,
+    options included (``A. ...`` one per line, then ``CHOICES_INSTRUCTION``).
+    """
+    text = question or default
+    if not choices:
+        return text
+    options = "\n".join(f"{choice_label(i, len(choices))}. {choice}" for i, choice in enumerate(choices))
+    return f"{text}\n{options}\n{CHOICES_INSTRUCTION}"
+
+
 @dataclass(frozen=True)
 class Example:
     """One training or evaluation item; ``target`` is None when only the prompt is encoded."""

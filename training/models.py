@@ -78,6 +78,7 @@ def distill_trainable(
     from compression.calibration import calibrate
     from compression.lowrank import compress, select_linear_layers
     from compression.persistence import save_compressed
+    from compression.report import write_compression_report
 
     distill = settings.distill
     teacher, processor = load_pretrained(teacher_path, trust_remote_code=settings.trust_remote_code)
@@ -87,24 +88,37 @@ def distill_trainable(
     if distill.calibration != "none":
         if calibration_batches is None:
             raise ValueError("activation-aware compression needs calibration batches")
-        names = select_linear_layers(student, distill.target_modules, _exclude(distill.exclude_modules))
+        names = select_linear_layers(student, distill.target_modules, distill.exclude())
         calibration = calibrate(teacher, calibration_batches(processor), names, method=distill.calibration)
-    stats = compress(
-        student,
-        distill.ratio,
-        target_modules=distill.target_modules,
-        exclude_modules=_exclude(distill.exclude_modules),
-        min_rank=distill.min_rank,
-        calibration=calibration,
-    )
-    student.train().requires_grad_(True)
+    stats = compress(student, calibration=calibration, **distill.compress_kwargs())
+    student.train()
+    set_trainable(student, distill.trainable)
 
     def save(out: Path) -> None:
         save_compressed(student, processor, out, stats)
+        write_compression_report(stats, out, title=f"PELA student of {teacher_path}, ratio {distill.ratio:g}")
 
     objective = DistillObjective(teacher, student, distill.weights, distill.task_weight)
-    info = {"compression": {k: v for k, v in stats.to_dict().items() if k != "layers"}}
+    trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
+    info = {
+        "compression": {k: v for k, v in stats.to_dict().items() if k != "layers"},
+        "trainable": distill.trainable,
+        "trainable_params": trainable,
+    }
     return Trainable(student, processor, objective, save, info=info, frozen=[teacher])
+
+
+def set_trainable(student: torch.nn.Module, which: str) -> None:
+    """``all``: every parameter trains; ``lowrank``: only the ``LowRankLinear`` layers (their factors and bias)."""
+    from compression.lowrank import low_rank_layers
+
+    student.requires_grad_(which == "all")
+    if which == "lowrank":
+        layers = low_rank_layers(student)
+        if not layers:
+            raise ValueError("trainable: lowrank, but no layer was compressed (nothing would train)")
+        for layer in layers.values():
+            layer.requires_grad_(True)
 
 
 def lora_trainable(base_path: str, settings: TrainSettings, merged: bool = False, device: torch.device | str = "cpu") -> Trainable:
@@ -113,9 +127,9 @@ def lora_trainable(base_path: str, settings: TrainSettings, merged: bool = False
     QLoRA presets load the base in 4 or 8 bits, which needs bitsandbytes and CUDA; where
     they are missing this raises ``QuantizationUnavailable`` saying what is missing.
     """
-    from training.lora import LoraSettings, apply_lora, describe_trainable, quantization_config, save_adapter, trainable_parameters
+    from training.lora import apply_lora, describe_trainable, quantization_config, save_adapter, trainable_parameters
 
-    lora = LoraSettings.model_validate(settings.lora)
+    lora = settings.lora
     base, processor = load_pretrained(
         base_path, device, quantization_config=quantization_config(lora), trust_remote_code=settings.trust_remote_code
     )
@@ -130,7 +144,3 @@ def lora_trainable(base_path: str, settings: TrainSettings, merged: bool = False
     return Trainable(model, processor, TaskObjective(), save, info=info)
 
 
-def _exclude(extra: list[str] | None) -> tuple[str, ...]:
-    from compression.lowrank import DEFAULT_EXCLUDE
-
-    return tuple(DEFAULT_EXCLUDE) + tuple(extra or ())

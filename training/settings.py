@@ -7,14 +7,16 @@ own subsection. Everything here can be overridden with ``--set train.key=value``
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from compression.settings import DistillationWeights
+from compression.settings import DistillationWeights, LowRankSettings
 from training.data.sources import ColumnMap
 from training.data.synthetic import SyntheticConfig
 from training.examples import DEFAULT_OCR_PROMPT
+from training.lora import LoraSettings
 
 
 class _Strict(BaseModel):
@@ -39,7 +41,11 @@ class OptimSettings(_Strict):
     learning_rate: float = Field(1e-4, gt=0, description="peak learning rate of AdamW")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_steps: int = Field(50, ge=0, description="linear warm-up, then cosine decay to 0 at max_steps")
-    max_steps: int = Field(500, ge=1, description="optimiser steps of the run")
+    max_steps: int = Field(500, ge=1, description="optimiser steps of the run (unless epochs is set)")
+    epochs: float | None = Field(
+        None, gt=0, description="passes over the train split instead of max_steps: the job derives the steps from the split's "
+        "size, the workers, micro_batch_size and gradient accumulation, and prints how many that is"
+    )
     grad_clip: float = Field(1.0, ge=0, description="gradient-norm clip (0: off)")
     seed: int = Field(0, description="model init, data order and dropout")
 
@@ -120,15 +126,14 @@ class ReferenceSettings(_Strict):
         return shape
 
 
-class DistillSettings(_Strict):
-    ratio: float = Field(2.0, gt=1, description="PELA compression ratio of the student")
-    target_modules: str | list[str] = Field(
-        "both", description="towers to compress (language | vision | both, per vlm.families) or module-name patterns"
+class DistillSettings(LowRankSettings):
+    """PELA distillation: the student is the teacher factored per ``LowRankSettings``, then trained to match it."""
+
+    trainable: Literal["all", "lowrank"] = Field(
+        "all",
+        description="all: every student parameter trains; lowrank: only the low-rank factors (PELA's 'freeze most "
+        "parameters': norms, embeddings, heads and layers left dense stay as the teacher has them)",
     )
-    exclude_modules: list[str] | None = Field(None, description="extra patterns to leave dense (heads, norms, embeddings always are)")
-    min_rank: int = Field(1, ge=1, description="smallest rank a compressed layer gets")
-    calibration: Literal["none", "asvd", "whiten"] = Field("none", description="activation-aware SVD from a few training batches")
-    calibration_batches: int = Field(4, ge=1, description="training batches used for calibration")
     task_weight: float = Field(1.0, ge=0, description="weight of the task cross-entropy")
     weights: DistillationWeights = Field(default_factory=DistillationWeights, description="hidden MSE, logit KL, weight perturbation")
 
@@ -144,12 +149,11 @@ class TrainSettings(_Strict):
     data: DataSettings = Field(default_factory=DataSettings)
     reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
-    lora: dict[str, Any] = Field(default_factory=dict, description="LoRA settings (training.lora.LoraSettings)")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="the adapter jobs.finetune_lora trains")
 
-    @model_validator(mode="after")
-    def _lora_valid(self) -> "TrainSettings":
-        if self.lora:
-            from training.lora import LoraSettings
-
-            LoraSettings.model_validate(self.lora)
-        return self
+    def steps_for_epochs(self, dataset_size: int) -> int:
+        """Optimiser steps that make ``optim.epochs`` passes over ``dataset_size`` rows (at least one)."""
+        if self.optim.epochs is None:
+            raise ValueError("optim.epochs is not set")
+        micro_batches = dataset_size // (self.scaling.num_workers * self.optim.micro_batch_size)  # per worker, as ShardPlan
+        return max(1, math.ceil(self.optim.epochs * micro_batches / self.deepspeed.gradient_accumulation_steps))

@@ -244,14 +244,14 @@ def _short(row: dict[str, Any]) -> str:
 
 def best_config(winner: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
     """The OCR config fragment that serves ``winner`` with the DOTS engine (``--config best.yaml``)."""
-    from engines.hf_options import PoolingOptions
+    from compression.settings import PoolingConfig
 
     options: dict[str, Any] = {
         "model": winner["model_dir"],
         "prompt_mode": settings.serve_prompt_mode,
         "min_pixels": int(winner["budget_min_pixels"]),
         "max_pixels": int(winner["budget_max_pixels"]),
-        "pooling": PoolingOptions.model_validate(winner["pooling"]).model_dump(mode="json"),
+        "pooling": PoolingConfig.model_validate(winner["pooling"]).model_dump(mode="json"),
     }
     if settings.dtype != "auto":
         options["dtype"] = settings.dtype

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from engines.hf_options import PoolingOptions
+from compression.settings import PoolingConfig
 
 Parts = Literal["language", "vision", "both"]  # vlm.families.TOWERS
 
@@ -56,8 +56,8 @@ class SpaceSettings(_Strict):
         default_factory=lambda: [1.0, 2.0, 3.0], description="PELA compression ratios: a list or {low, high, step}; 1 = uncompressed"
     )
     parts: list[Parts] = Field(default_factory=lambda: ["both"], description="what is compressed: language | vision | both")
-    pooling: list[PoolingOptions] = Field(
-        default_factory=lambda: [PoolingOptions(), PoolingOptions(method="avg", factor=2)],
+    pooling: list[PoolingConfig] = Field(
+        default_factory=lambda: [PoolingConfig(), PoolingConfig(method="avg", factor=2)],
         description="image-token pooling: none | avg:K | max:K | norm_drop:R (or {method, factor, keep_ratio})",
     )
     max_pixels: list[int | None] = Field(

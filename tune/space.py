@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engines.hf_options import PoolingOptions
+from compression.settings import PoolingConfig
 from tune.settings import TuneSettings
 
 #: Objectives: accuracy up, FLOPs per page down (OptunaSearch's ``metric``/``mode``).
@@ -28,7 +28,7 @@ MODES = ["max", "min"]
 class TrialPoint:
     ratio: float
     parts: str  # language | vision | both; "none" when uncompressed
-    pooling: str  # PoolingOptions label: none, avg:2, norm_drop:0.5
+    pooling: str  # PoolingConfig label: none, avg:2, norm_drop:0.5
     max_pixels: int | None  # None: the model's own budget
     distill_steps: int
 
@@ -36,7 +36,7 @@ class TrialPoint:
     def make(cls, ratio: float, parts: str, pooling: Any, max_pixels: int | None, distill_steps: int) -> "TrialPoint":
         """The normalised point (validates the pooling value)."""
         ratio = float(ratio)
-        label = PoolingOptions.model_validate(pooling).label
+        label = PoolingConfig.model_validate(pooling).label
         if ratio <= 1.0:
             return cls(1.0, "none", label, None if max_pixels is None else int(max_pixels), 0)
         return cls(ratio, str(parts), label, None if max_pixels is None else int(max_pixels), int(distill_steps))
@@ -52,8 +52,8 @@ class TrialPoint:
         return self == BASELINE
 
     @property
-    def pooling_options(self) -> PoolingOptions:
-        return PoolingOptions.model_validate(self.pooling)
+    def pooling_options(self) -> PoolingConfig:
+        return PoolingConfig.model_validate(self.pooling)
 
     @property
     def preset(self) -> str | None:

@@ -34,6 +34,8 @@ from typing import Any, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from configuration.plugins import Plugin
+from documents.writer import atomic_write_json
 from training.settings import TrainSettings
 from tune.settings import EvalSettings
 from tune.space import TrialPoint
@@ -56,7 +58,7 @@ class TrialSpec(BaseModel):
     train: TrainSettings = Field(default_factory=TrainSettings)
     cpus: float = 1.0
     gpus: float = 0.0
-    fail_points: list[dict[str, Any]] = Field(default_factory=list)  # tests: points that raise
+    before_trial: list[Plugin] = Field(default_factory=list)  # built and called with point= before each trial runs
 
     @property
     def trials_dir(self) -> Path:
@@ -87,7 +89,7 @@ def cached_result(spec: TrialSpec, point: TrialPoint) -> dict[str, Any] | None:
 
 
 def save_result(spec: TrialSpec, point: TrialPoint, metrics: dict[str, Any]) -> None:
-    _write_atomic(result_path(spec, point), json.dumps(metrics, indent=2, default=str) + "\n")
+    atomic_write_json(result_path(spec, point), metrics)
 
 
 def record_execution(spec: TrialSpec, point: TrialPoint) -> None:
@@ -102,20 +104,6 @@ def record_execution(spec: TrialSpec, point: TrialPoint) -> None:
 def execution_count(spec: TrialSpec, point: TrialPoint) -> int:
     path = executions_path(spec, point)
     return len(path.read_text().splitlines()) if path.is_file() else 0
-
-
-def check_injected_failure(spec: TrialSpec, point: TrialPoint) -> None:
-    values = point.as_dict()
-    for failing in spec.fail_points:
-        if all(values.get(key) == value for key, value in failing.items()):
-            raise RuntimeError(f"injected failure for {point.key} (test hook)")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 @contextlib.contextmanager
@@ -162,22 +150,21 @@ def compressed_model(spec: TrialSpec, point: TrialPoint, device: str) -> str:
 
 
 def _compress_to(spec: TrialSpec, point: TrialPoint, device: str, target: Path) -> None:
-    from compression.lowrank import DEFAULT_EXCLUDE, compress, select_linear_layers
+    from compression.lowrank import compress, select_linear_layers
     from compression.persistence import save_compressed
 
-    distill = spec.train.distill
-    exclude = tuple(DEFAULT_EXCLUDE) + tuple(distill.exclude_modules or ())
+    distill = spec.train.distill.model_copy(update={"ratio": point.ratio, "target_modules": point.preset})
     model, processor = load_model(spec, spec.model, device)
     calibration = None
     if distill.calibration != "none":  # activation-aware SVD, as the distillation job does it
         from compression.calibration import calibrate
         from training.batches import calibration_batches
 
-        names = select_linear_layers(model, point.preset, exclude)
+        names = select_linear_layers(model, point.preset, distill.exclude())
         batches = calibration_batches(spec.data, spec.train)(processor)
         calibration = calibrate(model, batches, names, method=distill.calibration, device=device)
     started = time.perf_counter()
-    stats = compress(model, point.ratio, target_modules=point.preset, exclude_modules=exclude, min_rank=distill.min_rank, calibration=calibration)
+    stats = compress(model, calibration=calibration, **distill.compress_kwargs())  # min_rank / max_rank from train.distill
     seconds = time.perf_counter() - started
     temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     if temporary.exists():
@@ -319,7 +306,9 @@ def distill_settings(spec: TrialSpec, point: TrialPoint) -> TrainSettings:
     settings.trust_remote_code = spec.trust_remote_code
     steps = point.distill_steps
     settings.distill = settings.distill.model_copy(update={"ratio": point.ratio, "target_modules": point.preset})
-    settings.optim = settings.optim.model_copy(update={"max_steps": steps, "warmup_steps": min(settings.optim.warmup_steps, steps // 10)})
+    settings.optim = settings.optim.model_copy(
+        update={"max_steps": steps, "epochs": None, "warmup_steps": min(settings.optim.warmup_steps, steps // 10)}
+    )  # the point's steps, not train.optim.epochs
     settings.checkpoint = settings.checkpoint.model_copy(
         update={"every_steps": min(settings.checkpoint.every_steps, steps), "storage_path": str(Path(spec.run_dir) / "distill")}
     )

@@ -73,11 +73,11 @@ def prepare_config(config: Any, attn_implementation: str) -> Any:
 def load_processor(location: str, config: Any, **common: Any) -> DotsOCRProcessor:
     """The checkpoint's tokenizer, image processor and chat template, put together with its image placeholder.
 
-    ``common``: ``revision`` / ``local_files_only`` / ``trust_remote_code`` as for ``from_pretrained``.
+    ``common``: ``revision`` / ``local_files_only`` / ``trust_remote_code`` / ``token`` as for ``from_pretrained``.
     """
     from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLVideoProcessor
 
-    hub = {k: v for k, v in common.items() if k in ("revision", "local_files_only")}
+    hub = {k: v for k, v in common.items() if k in ("revision", "local_files_only", "token")}
     tokenizer = AutoTokenizer.from_pretrained(location, **common)
     image_processor = AutoImageProcessor.from_pretrained(location, **common)
     image_token = tokenizer.convert_ids_to_tokens(int(config.image_token_id))

@@ -27,3 +27,9 @@ def cache_keyword(model: Any) -> str:
 def logits_to_keep(model: Any) -> dict[str, int]:
     """``{"logits_to_keep": 1}`` where the model's forward takes it (transformers' own models; remote code may not)."""
     return {"logits_to_keep": 1} if "logits_to_keep" in _parameters(model) else {}
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward returned: ``cache`` from transformers 5.25 on, ``past_key_values`` before and in remote code."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)

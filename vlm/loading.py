@@ -98,11 +98,68 @@ def check_model_location(name: str, what: str = "model") -> str:
     return name
 
 
+def hub_token() -> str | None:
+    """The hub token: ``HF_TOKEN`` if set, else the one ``huggingface-cli login`` stored; None when neither is there.
+
+    Passed to every ``from_pretrained`` explicitly, so that a gated checkpoint (Gemma 3n)
+    is fetched with the token the process has, and the error for a refusal can say
+    whether one was sent.
+    """
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def hub_kwargs(source: ModelSource) -> dict[str, Any]:
+    """What every ``from_pretrained`` of a source gets: revision, remote code, offline mode and the hub token."""
+    return dict(
+        revision=source.revision,
+        trust_remote_code=source.trust_remote_code,
+        local_files_only=offline_mode(source),
+        token=hub_token(),
+    )
+
+
 REMOTE_CODE_HINT = (
     "this checkpoint ships its own modelling code (dots.ocr does): allow it with --trust-remote-code on the job's "
     "command line, or trust_remote_code: true in the engine's options (ocr.trust_remote_code for every OCR engine, "
     "train.trust_remote_code, tune.trust_remote_code)"
 )
+
+
+GATED_HINT = (
+    "{model} is a gated model on the Hugging Face hub and {state}. Request access on "
+    "https://huggingface.co/{model} with your account, then give the processes a token with read access: "
+    "`huggingface-cli login` or `export HF_TOKEN=hf_...` on this machine; on a cluster pass it to every worker, "
+    "e.g. `ray job submit --runtime-env-json '{{\"env_vars\": {{\"HF_TOKEN\": \"hf_...\"}}}}'`, "
+    "cluster.runtime_env.env_vars.HF_TOKEN in the job's config, or a Kubernetes Secret in the pod templates; "
+    "or download it once to shared storage and point the job at the folder (docs/checkpoints.md)"
+)
+
+
+def _is_gated_refusal(exc: BaseException) -> bool:
+    """True when the hub refused a gated repository (``GatedRepoError`` anywhere in the chain)."""
+    from huggingface_hub.errors import GatedRepoError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, GatedRepoError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def load_error(source: ModelSource, exc: BaseException, what: str = "model") -> ModelLoadError:
+    """``exc`` from loading ``source`` as a ``ModelLoadError`` naming the model and, where known, the fix."""
+    if _is_gated_refusal(exc):
+        state = "the token sent was refused (no access granted to it yet?)" if hub_token() else "no hub token was found"
+        return ModelLoadError(GATED_HINT.format(model=source.model, state=state))
+    hint = ""
+    if "trust_remote_code" in str(exc):
+        hint = f" ({REMOTE_CODE_HINT})"
+    elif offline_mode(source):
+        hint = " (HF offline mode is on: the model must be in the local cache)"
+    return ModelLoadError(f"cannot load {what} {source.model}{hint}: {type(exc).__name__}: {exc}")
 
 
 def load_config(source: ModelSource, role: Role | None = None) -> tuple[Any, ModelFamily]:
@@ -111,17 +168,9 @@ def load_config(source: ModelSource, role: Role | None = None) -> tuple[Any, Mod
 
     location = check_model_location(source.model)
     try:
-        config = AutoConfig.from_pretrained(
-            location,
-            revision=source.revision,
-            trust_remote_code=source.trust_remote_code,
-            local_files_only=offline_mode(source),
-        )
+        config = AutoConfig.from_pretrained(location, **hub_kwargs(source))
     except Exception as exc:  # noqa: BLE001 - re-raised with the model named
-        hint = " (HF offline mode is on: the model must be in the local cache)" if offline_mode(source) else ""
-        if "trust_remote_code" in str(exc):
-            hint = f" ({REMOTE_CODE_HINT})"
-        raise ModelLoadError(f"cannot load the config of model {source.model}{hint}: {exc}") from exc
+        raise load_error(source, exc, "the config of model") from exc
     try:
         family = family_for(config.model_type, role=role, what=f"model {source.model}")
     except UnsupportedModel as error:
@@ -147,7 +196,7 @@ def load_model_and_processor(
 
     config, family = load_config(source, role)
     location = check_model_location(source.model)
-    common = dict(revision=source.revision, trust_remote_code=source.trust_remote_code, local_files_only=offline_mode(source))
+    common = hub_kwargs(source)
     attention = resolve_attention(source.attn_implementation)
     adapter = importlib.import_module(family.adapter) if family.adapter else None
     if adapter is not None:
@@ -172,7 +221,7 @@ def load_model_and_processor(
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised with the model named
-        raise ModelLoadError(f"cannot load model {source.model}: {type(exc).__name__}: {exc}") from exc
+        raise load_error(source, exc) from exc
     if source.adapter:
         model = attach_adapter(model, source)
     model.eval()
@@ -184,7 +233,7 @@ def load_processor(source: ModelSource, config: Any, family: ModelFamily, proces
     from transformers import AutoProcessor
 
     location = check_model_location(source.model)
-    common = dict(revision=source.revision, trust_remote_code=source.trust_remote_code, local_files_only=offline_mode(source))
+    common = hub_kwargs(source)
     if family.adapter:
         return importlib.import_module(family.adapter).load_processor(location, config, **common)
     return AutoProcessor.from_pretrained(location, **common, **(processor_kwargs or {}))
@@ -198,7 +247,9 @@ def attach_adapter(model: Any, source: ModelSource) -> Any:
         raise ModelLoadError("loading an adapter needs peft: pip install 'docvlm[models]'") from exc
     location = check_model_location(source.adapter or "", what="adapter")
     try:
-        model = PeftModel.from_pretrained(model, location, is_trainable=False, local_files_only=offline_mode(source))
+        model = PeftModel.from_pretrained(
+            model, location, is_trainable=False, local_files_only=offline_mode(source), token=hub_token()
+        )
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"cannot load adapter {source.adapter} on model {source.model}: {exc}") from exc
     return model.merge_and_unload() if source.merge_adapter else model
