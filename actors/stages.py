@@ -3,6 +3,9 @@
 Each one catches its own errors per row and records them, because Ray Data's own error
 tolerance drops whole blocks. A row that already carries an error passes through the
 later stages untouched, so it still reaches the report.
+
+Page and crop PNGs (``ocr.output.page_images`` / ``crops``) are written by split and crop,
+the stages that hold the pixels; rows carry only their names on (``images_json``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from actors.rows import DOC_COLUMNS, DOCUMENT_ROW, add_error, add_timing, has_bytes, has_error, plain
-from documents.crops import crop_pictures, render_picture_crops
+from documents.crops import PictureCrop, crop_pictures, render_picture_crops
+from documents.images import crop_image_name, page_image_name, png_from_rgb, write_image
 from documents.pages import SplitLimits, split_pages
 from documents.report import PageRecord
 from documents.sniff import InputRejected, check_type
@@ -73,13 +77,17 @@ def _document_row(row: dict[str, Any], page_count: int, selected: list[int]) -> 
         "pixels": b"",
         "pdf_bytes": b"",
         "has_text_layer": False,
+        "images_json": "",
         "error_json": row["error_json"],
         "timings_json": row["timings_json"],
     }
 
 
-def split_document(row: dict[str, Any], limits: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One row per selected page (rasterized), or one document row if the file failed or no page is selected."""
+def split_document(row: dict[str, Any], limits: dict[str, Any], out_dir: str | None = None) -> Iterator[dict[str, Any]]:
+    """One row per selected page (rasterized), or one document row if the file failed or no page is selected.
+
+    With ``limits["page_png"]`` each page's PNG is written under ``out_dir`` here.
+    """
     if has_error(row):
         yield _document_row(row, 0, [])
         return
@@ -114,7 +122,21 @@ def split_document(row: dict[str, Any], limits: dict[str, Any]) -> Iterator[dict
         previous = now
         if page.error:
             add_error(out, "render_error", page.error, "split")
+        elif page.png:
+            _write_page_image(out, page.png, out_dir)
         yield out
+
+
+def _write_page_image(row: dict[str, Any], png: bytes, out_dir: str | None) -> None:
+    """Write the page's PNG and note it in ``images_json``; a failure fails the page (it was asked for)."""
+    try:
+        if out_dir is None:
+            raise ValueError("page images asked for without an output directory")
+        file = write_image(out_dir, page_image_name(str(row["name"]), int(row["page_number"])), png)
+        row["images_json"] = json.dumps({"page": {"page": int(row["page_number"]), "file": file,
+                                                  "width": int(row["width"]), "height": int(row["height"])}})
+    except Exception as exc:  # noqa: BLE001 - recorded on the page
+        add_error(row, "image_write_error", f"cannot write the page image: {type(exc).__name__}: {exc}", "split")
 
 
 def page_image(row: dict[str, Any]) -> np.ndarray | None:
@@ -136,8 +158,11 @@ def _picture_crops(row: dict[str, Any], elements: list[dict], crop: dict[str, An
     )
 
 
-def crop_page(row: dict[str, Any], crop: dict[str, Any]) -> dict[str, Any]:
-    """Cut picture regions out of a page for picture OCR; drop the page pixels and PDF afterwards."""
+def crop_page(row: dict[str, Any], crop: dict[str, Any], out_dir: str | None = None) -> dict[str, Any]:
+    """Cut picture regions out of a page for picture OCR; drop the page pixels and PDF afterwards.
+
+    With ``out_dir`` (``ocr.output.crops``) each crop is also written there as the PNG picture OCR reads.
+    """
     started = time.perf_counter()
     crops: list = []
     if not has_error(row) and row.get("layout_json"):
@@ -147,11 +172,38 @@ def crop_page(row: dict[str, Any], crop: dict[str, Any]) -> dict[str, Any]:
                 crops = _picture_crops(row, elements, crop)
         except Exception as exc:  # noqa: BLE001 - recorded on the page
             add_error(row, "crop_error", f"{type(exc).__name__}: {exc}", "crop")
+    if crops and out_dir is not None:
+        try:
+            _write_crops(row, crops, out_dir, crop["padding_px"])
+        except Exception as exc:  # noqa: BLE001 - recorded on the page
+            add_error(row, "image_write_error", f"cannot write a picture crop: {type(exc).__name__}: {exc}", "crop")
     row["crops"] = pickle.dumps([(c.region_id, c.bbox, c.image) for c in crops]) if crops else b""
     row.pop("pixels", None)
     row.pop("pdf_bytes", None)
     add_timing(row, "crop", time.perf_counter() - started)
     return row
+
+
+def _write_crops(row: dict[str, Any], crops: list[PictureCrop], out_dir: str, padding_px: int) -> None:
+    """Write each crop's PNG and add its manifest entry to the row's ``images_json``."""
+    entries = []
+    page_number = int(row["page_number"])
+    for crop in crops:
+        file = write_image(out_dir, crop_image_name(str(row["name"]), page_number, crop.region_id), png_from_rgb(crop.image))
+        entries.append({
+            "file": file,
+            "page": page_number,
+            "region_id": int(crop.region_id),
+            "bbox": [float(v) for v in crop.bbox],
+            "crop_box": [int(v) for v in crop.box],
+            "padding_px": int(padding_px),
+            "upscale": round(float(crop.upscale), 4),
+            "width": int(crop.image.shape[1]),
+            "height": int(crop.image.shape[0]),
+        })
+    images = json.loads(row.get("images_json") or "{}")
+    images["crops"] = entries
+    row["images_json"] = json.dumps(images)
 
 
 def assemble_page(row: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +212,7 @@ def assemble_page(row: dict[str, Any]) -> dict[str, Any]:
     row = {k: plain(v) for k, v in row.items()}
     out = {k: row[k] for k in (*DOC_COLUMNS, "page_number")}
     out["error_json"] = row.get("error_json") or ""
+    out["images_json"] = row.get("images_json") or ""
     if row["page_number"] == DOCUMENT_ROW:
         out["page_json"] = ""
         return out

@@ -160,7 +160,19 @@ class OutputConfig(Strict):
     combined: bool = Field(
         False,
         description="also write <name>.pages.json: the list of page records (image_name, ocr_pass_result, "
-        "picture_ocr_result) of the DOTS+Gemma pipeline format",
+        "picture_ocr_result) of the DOTS+Gemma pipeline format; image_name is the page PNG's path relative to the "
+        "output directory with page_images, null without",
+    )
+    page_images: bool = Field(
+        False,
+        description="also write each page as the engines saw it, <name>.images/pages/page-0001.png, listed in <name>.images.json; "
+        "--page-images",
+    )
+    crops: bool = Field(
+        False,
+        description="also write each picture crop as picture OCR read it (padded, upscaled), "
+        "<name>.images/crops/page-0001-region-03.png, listed with page, region_id, bbox, padding and upscale in "
+        "<name>.images.json; needs ocr.picture.enabled; --crops",
     )
 
 
@@ -184,6 +196,12 @@ class OCRConfig(Strict):
         description="let every model engine run its checkpoint's own modelling code (the published dots.ocr ships some); "
         "same as trust_remote_code: true in each model engine's options; --trust-remote-code",
     )
+
+    @model_validator(mode="after")
+    def _crops_need_picture_ocr(self) -> "OCRConfig":
+        if self.output.crops and not self.picture.enabled:
+            raise ValueError("ocr.output.crops writes the crops picture OCR reads: it needs ocr.picture.enabled")
+        return self
 
     @model_validator(mode="after")
     def _trust_remote_code(self) -> "OCRConfig":

@@ -30,6 +30,8 @@ class PictureCrop:
     region_id: int
     bbox: list[float]  # the element's box in page pixels
     image: np.ndarray  # RGB crop, padded and upscaled
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # the padded box cut, page pixels, clipped to the page
+    upscale: float = 1.0  # the enlargement applied (``upscale``, less where max_crop_pixels capped it)
 
 
 def crop_box(bbox: Sequence[float], padding_px: int, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -85,7 +87,9 @@ def crop_pictures(
         crop = image[top:bottom, left:right]
         if factor > 1.0:
             crop = cv2.resize(crop, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-        crops.append(PictureCrop(region_id=index, bbox=bbox, image=np.ascontiguousarray(crop)))
+        crops.append(PictureCrop(
+            region_id=index, bbox=bbox, image=np.ascontiguousarray(crop), box=(left, top, right, bottom), upscale=factor
+        ))
     return crops
 
 
@@ -116,5 +120,5 @@ def render_picture_crops(
             clip = pymupdf.Rect(left / scale, top / scale, right / scale, bottom / scale)
             pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), clip=clip, colorspace=pymupdf.csRGB, alpha=False)
             image = np.frombuffer(pix.samples_mv, dtype=np.uint8).reshape(pix.height, pix.width, 3).copy()  # one copy
-            crops.append(PictureCrop(region_id=index, bbox=bbox, image=image))
+            crops.append(PictureCrop(region_id=index, bbox=bbox, image=image, box=(left, top, right, bottom), upscale=factor))
     return crops

@@ -9,6 +9,10 @@ rasterized at all and its size in pixels is computed as the rasterizer would giv
 boxes and reports do not change; an image page keeps only its PDF. Problems raise
 ``InputRejected`` (whole document) or come back as a page with ``error`` set (one page),
 so nothing is silently dropped.
+
+With ``SplitLimits.page_png`` (``ocr.output.page_images``) each page also comes out as a
+PNG of exactly those pixels, encoded here where the pixmap already exists: a page that is
+not otherwise rasterized is rendered for it, but its pixels still do not travel on.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageSequence
 
+from documents.images import png_from_rgb
 from documents.pymupdf_import import import_pymupdf
 from documents.selection import select_pages
 from documents.sniff import InputRejected
@@ -40,6 +45,7 @@ class RenderedPage:
     pdf_bytes: bytes = b""
     has_text_layer: bool = False
     error: str | None = None
+    png: bytes = b""  # the page image as PNG, with SplitLimits.page_png
 
     def image(self) -> np.ndarray:
         if not self.pixels:
@@ -55,6 +61,7 @@ class SplitLimits:
     pages: str | None = None
     max_pages: int | None = None
     pixels: bool = True  # rasterize the page; off when every later stage reads the one-page PDF instead
+    page_png: bool = False  # also encode the page as PNG (ocr.output.page_images)
 
 
 def fit_scale(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> float:
@@ -111,9 +118,13 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, limits: SplitLimits) ->
         raise ValueError(f"page has an empty size {tuple(rect)}")
     scale = fit_scale(rect.width, rect.height, limits.dpi, limits.max_pixels)
     matrix = pymupdf.Matrix(scale, scale)
-    if limits.pixels:
+    png = b""
+    if limits.pixels or limits.page_png:
         pix = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
-        width, height, pixels = pix.width, pix.height, bytes(pix.samples)
+        width, height = pix.width, pix.height
+        pixels = bytes(pix.samples) if limits.pixels else b""
+        if limits.page_png:
+            png = png_from_rgb(np.frombuffer(pix.samples_mv, dtype=np.uint8).reshape(height, width, 3))
     else:  # the size get_pixmap would give (the transformed page rectangle, rounded outward)
         size = (rect * matrix).irect
         width, height, pixels = size.width, size.height, b""
@@ -129,6 +140,7 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, limits: SplitLimits) ->
         pixels=pixels,
         pdf_bytes=pdf_bytes,
         has_text_layer=bool(page.get_text("text").strip()),
+        png=png,
     )
 
 
@@ -194,4 +206,5 @@ def _image_page(frame: Image.Image, number: int, limits: SplitLimits) -> Rendere
         pixels=pixels if limits.pixels else b"",
         pdf_bytes=pdf_bytes,
         has_text_layer=False,
+        png=png_from_rgb(np.asarray(rgb)) if limits.page_png else b"",
     )

@@ -77,12 +77,16 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def combined_page_records(report: DocumentReport) -> list[dict[str, Any]]:
-    """The DOTS+Gemma pipeline's format: one record per page with image_name and both results."""
-    stem = report.name.replace("/", "_")
+def combined_page_records(report: DocumentReport, page_images: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    """The DOTS+Gemma pipeline's format: one record per page with image_name and both results.
+
+    ``image_name`` is the page PNG's path relative to the output directory when one was
+    written (``page_images``: page number -> path), else null: never a file that is not there.
+    """
+    files = page_images or {}
     return [
         {
-            "image_name": f"{stem}_page_{page.page_number:04d}.png",
+            "image_name": files.get(page.page_number),
             "ocr_pass_result": [e.model_dump() for e in page.ocr_pass_result],
             "picture_ocr_result": [p.model_dump() for p in page.picture_ocr_result],
         }

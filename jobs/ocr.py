@@ -25,6 +25,8 @@ SHORTCUTS = {
     "dpi": "ocr.render.dpi",
     "combined": "ocr.output.combined",
     "markdown": "ocr.output.markdown",
+    "page_images": "ocr.output.page_images",
+    "crops": "ocr.output.crops",
     "trust_remote_code": "ocr.trust_remote_code",
 }
 
@@ -38,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pages", type=int, help="at most this many pages per document")
     parser.add_argument("--dpi", type=int, help="rasterization DPI (= --set ocr.render.dpi=...)")
     parser.add_argument("--combined", action="store_const", const=True, help="also write the DOTS+Gemma-style page list")
+    parser.add_argument("--page-images", action="store_const", const=True,
+                        help="also write every page as PNG under DIR/NAME.images/pages/ (= --set ocr.output.page_images=true)")
+    parser.add_argument("--crops", action="store_const", const=True,
+                        help="also write every picture crop as PNG under DIR/NAME.images/crops/, with the manifest "
+                             "DIR/NAME.images.json (= --set ocr.output.crops=true)")
     parser.add_argument("--no-markdown", dest="markdown", action="store_const", const=False, help="skip the Markdown export")
     parser.add_argument("--trust-remote-code", action="store_const", const=True,
                         help="let model engines run the checkpoint's own code, as the published dots.ocr needs (= --set ocr.trust_remote_code=true)")

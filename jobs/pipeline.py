@@ -14,6 +14,10 @@ Documents are re-grouped on the driver rather than with ``groupby``: a groupby i
 all-to-all barrier that would wait for the whole input, while the driver can write each
 report as soon as its last page arrives, which also makes a killed run resumable.
 
+Page and crop PNGs, when asked for (``ocr.output.page_images`` / ``crops``), are written
+into the output directory by the split and crop tasks, which hold the pixels; only their
+names reach the driver (``documents/images.py``).
+
 Page records are assembled on the driver too (about a millisecond per page), not in a
 last ``map``: Ray Data's resource allocator gives the last operator what the actor pools
 leave, which on a small node is nothing, so its tasks waited until the actors finished
@@ -22,6 +26,7 @@ and no report was written before the end of the run (``docs/ocr-pipeline.md``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -78,8 +83,12 @@ def check_capacity(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: float) -> 
         )
 
 
-def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
+def build_dataset(documents: list[InputDocument], ocr: OCRConfig, out_dir: Path | None = None) -> Dataset:
+    """The streaming graph; ``out_dir`` is where the stages write page and crop PNGs, if asked for."""
     configure_data_context(ocr)
+    if out_dir is None and (ocr.output.page_images or ocr.output.crops):
+        raise ValueError("ocr.output.page_images / ocr.output.crops need the output directory")
+    images_dir = str(out_dir.resolve()) if out_dir is not None else None
     items = [{"doc_id": d.doc_id, "name": d.name, "source_path": d.path} for d in documents]
     limits = {
         "dpi": ocr.render.dpi,
@@ -91,11 +100,15 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
         # skips rendering and the rows carry kilobytes instead of width x height x 3 bytes
         # (6.5 MB for an A4 page at 150 dpi); picture crops are rendered from the PDF.
         "pixels": layout_reads(ocr.layout.engine) == "pixels",
+        # Encoded in the split task, which renders the page anyway; written from there.
+        "page_png": ocr.output.page_images,
     }
     cpu = ocr.split_num_cpus
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
     ds = ds.map(read_document, fn_kwargs={"max_file_bytes": ocr.inputs.max_file_bytes}, num_cpus=cpu)
-    ds = ds.flat_map(split_document, fn_kwargs={"limits": limits}, num_cpus=cpu)
+    ds = ds.flat_map(
+        split_document, fn_kwargs={"limits": limits, "out_dir": images_dir if ocr.output.page_images else None}, num_cpus=cpu
+    )
     ds = ds.map_batches(
         LayoutActor,
         fn_constructor_kwargs={
@@ -108,7 +121,8 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig) -> Dataset:
         return ds
     # Per page: bundling rows up to the picture batch size here would hold pages back
     # before the picture actors, which bundle for themselves.
-    ds = ds.map(crop_page, fn_kwargs={"crop": ocr.picture.crop.model_dump()}, num_cpus=cpu)
+    crop_kwargs = {"crop": ocr.picture.crop.model_dump(), "out_dir": images_dir if ocr.output.crops else None}
+    ds = ds.map(crop_page, fn_kwargs=crop_kwargs, num_cpus=cpu)
     return ds.map_batches(
         PictureOCRActor,
         fn_constructor_kwargs={"engine": ocr.picture.engine, "options": ocr.picture.options, "retries": ocr.retries, "page_timeout_s": ocr.page_timeout_s},

@@ -8,6 +8,7 @@ from pathlib import Path
 from configuration.loader import fingerprint, to_yaml
 from configuration.schema import AppConfig
 from documents.assembly import DocumentAssembler
+from documents.images import ImageIndex, images_complete
 from documents.inputs import InputDocument, discover, sha256_of_file
 from documents.outputs import write_document
 from documents.writer import atomic_write, atomic_write_json, existing_report_matches, report_path
@@ -17,9 +18,11 @@ log = logging.getLogger("jobs.ocr")
 
 
 def pending_documents(
-    documents: list[InputDocument], out_dir: Path, config_fingerprint: str, force: bool, retry_failed: bool
+    documents: list[InputDocument], out_dir: Path, config_fingerprint: str, force: bool, retry_failed: bool,
+    page_images: bool = False, crops: bool = False,
 ) -> tuple[list[InputDocument], int]:
-    """Documents that still need a run; resume skips those whose report matches file and config."""
+    """Documents that still need a run; resume skips those whose report matches file and config
+    and whose page/crop images, where asked for, are all on disk."""
     if force:
         return documents, 0
     todo, skipped = [], 0
@@ -30,7 +33,11 @@ def pending_documents(
                 digest = sha256_of_file(document.path)
             except OSError:
                 digest = None  # unreadable now: let the read stage record why
-            if digest and existing_report_matches(path, digest, config_fingerprint, retry_failed):
+            if (
+                digest
+                and existing_report_matches(path, digest, config_fingerprint, retry_failed)
+                and images_complete(out_dir, document.name, page_images, crops)
+            ):
                 skipped += 1
                 continue
         todo.append(document)
@@ -49,7 +56,9 @@ def run_ocr(config: AppConfig, inputs: list[str], out_dir: Path, force: bool = F
     for problem in problems:
         log.warning("input %s: %s", problem.input, problem.message)
     summary.documents_total = len(documents)
-    todo, summary.documents_skipped = pending_documents(documents, out_dir, config_fingerprint, force, retry_failed)
+    todo, summary.documents_skipped = pending_documents(
+        documents, out_dir, config_fingerprint, force, retry_failed, ocr.output.page_images, ocr.output.crops
+    )
     if summary.documents_skipped:
         log.info("resume: %d document(s) already done, %d to go", summary.documents_skipped, len(todo))
 
@@ -73,9 +82,13 @@ def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_
     if ocr.picture.enabled:
         engines["picture"] = ocr.picture.engine
     assembler = DocumentAssembler(config_fingerprint, engines)
+    images = ImageIndex()  # names of the page/crop PNGs the stages wrote, until their document is done
 
     def finish(report) -> None:
-        write_document(out_dir, report, ocr.output.markdown, ocr.output.combined)
+        write_document(
+            out_dir, report, ocr.output.markdown, ocr.output.combined,
+            images.pop(report.name), ocr.output.page_images, ocr.output.crops,
+        )
         summary.add(report)
         status = f"error {report.error.kind}" if report.error else f"{len(report.pages)} pages, {report.pages_failed} failed"
         log.info("[%d/%d] %s (%s)", summary.documents_written, len(todo), report.name, status)
@@ -85,9 +98,11 @@ def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_
         log.info("running on %s: %d document(s)", where, len(todo))
         resources = ray.cluster_resources()
         check_capacity(ocr, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
-        dataset = build_dataset(todo, ocr)
+        dataset = build_dataset(todo, ocr, out_dir)
         for row in dataset.iter_rows():
-            report = assembler.add(assemble_page(row))
+            page = assemble_page(row)
+            images.add(page)
+            report = assembler.add(page)
             if report is not None:
                 finish(report)
         for report in assembler.flush():

@@ -106,6 +106,9 @@ def test_markdown_and_combined_outputs(run):
     assert "<table>" in markdown and "> SOLAR" in markdown.replace("SOLAR OUTPUT", "SOLAR")
     combined = json.loads((out / "report.pdf.pages.json").read_text())
     assert [sorted(r) for r in combined] == [["image_name", "ocr_pass_result", "picture_ocr_result"]] * 2
+    # Page images were not asked for: image_name says so (null) and no image is written.
+    assert [r["image_name"] for r in combined] == [None, None]
+    assert not list(out.rglob("*.png")) and not list(out.rglob("*.images.json"))
 
 
 def test_blank_page_gives_empty_result_not_error(run):
