@@ -82,7 +82,7 @@ def sequential(inputs: list[Path], threads: int) -> dict:
 def pipeline(input_dir: Path, actors: int, limit: int | None = None) -> dict:
     """The OCR job on ``input_dir`` (its first ``limit`` documents) with ``actors`` layout actors."""
     from configuration import load_config
-    from jobs.run_ocr import run_ocr
+    from pipeline.run import run_ocr
 
     config = load_config(overrides=[
         f"ocr.layout.pool.concurrency=[{actors},{actors}]",
@@ -129,7 +129,7 @@ def run_child(*worker_args: str) -> dict:
 def _pipeline_worker(input_dir: Path, actors: int, cores: int) -> dict:
     """The pipeline in its own local Ray confined to ``cores`` cores (a child process): pin this process (Ray's processes inherit it), then run."""
     from configuration.schema import ClusterConfig
-    from jobs.ray_session import ray_connection
+    from launch.ray_session import ray_connection
 
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
     cluster = ClusterConfig(address="local", num_cpus=cores, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             figures[name] = result
 
     from configuration.schema import ClusterConfig
-    from jobs.ray_session import ray_connection
+    from launch.ray_session import ray_connection
 
     # The job's own local Ray (niceness, idle workers, loopback), with one OpenMP thread per worker.
     cluster = ClusterConfig(address="local", runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})

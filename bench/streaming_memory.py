@@ -5,7 +5,7 @@
 Workload: born-digital PDFs of ``--pages-per-doc`` pages, built from the generated sample
 (``samples.generate``: text layer, a table, and on every second page a picture whose
 words exist only as pixels, so picture OCR runs on it). Each size runs the real job
-(``jobs.run_ocr``, CPU engines: PyMuPDF layout + RapidOCR picture OCR, the project's
+(``pipeline.run``, CPU engines: PyMuPDF layout + RapidOCR picture OCR, the project's
 default pools) in a fresh child process with its own local Ray (on 127.0.0.1 only, token
 auth as ``ray.init`` sets it up), so one size's peaks cannot leak into the other's.
 
@@ -163,7 +163,7 @@ def measure(input_dir: Path, dpi: int, cheap: bool) -> dict:
     import ray
 
     from configuration import load_config
-    from jobs.run_ocr import run_ocr
+    from pipeline.run import run_ocr
 
     ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2, logging_level="ERROR")
     try:

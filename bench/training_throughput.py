@@ -25,7 +25,7 @@ from rich.table import Table
 def run(workers: int, cpus: int, steps: int, micro_batch: int, data: Path, storage: Path, gpu: bool) -> dict:
     from actors.train_worker import WorkerJob
     from configuration.schema import AppConfig
-    from jobs.training_run import fit
+    from launch.training import fit
 
     config = AppConfig()
     train = config.train

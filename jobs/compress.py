@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.flops import add_page_options, flops_table, load_page, page_flops
-from jobs.one_process import UsageError, run_command
+from launch.one_process import UsageError, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:

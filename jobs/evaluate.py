@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.one_process import UsageError, run_command
+from launch.one_process import UsageError, run_command
 
 COLUMN_FIELDS = ("image", "text", "question", "choices", "answer")
 

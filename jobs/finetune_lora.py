@@ -19,10 +19,10 @@ from typing import Any
 
 from configuration.schema import AppConfig
 from documents.writer import atomic_write_json
-from jobs.training_run import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job
+from launch.training import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job
 
 
-#: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+#: Shortcut flags (argparse dest -> config key); precedence: ``launch.launcher``.
 SHORTCUTS = {**TRAINING_SHORTCUTS, "preset": "train.lora.preset", "targets": "train.lora.targets"}
 
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jobs.one_process import UsageError, run_command
+from launch.one_process import UsageError, run_command
 
 DEFAULT_PROMPT = "Extract the text of this page."
 

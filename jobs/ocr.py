@@ -4,7 +4,7 @@
 
 Runs on an embedded local Ray by default, joins RAY_ADDRESS when set (as under
 ``ray job submit``), or submits itself once as a Ray job when cluster.address is
-http(s)://; config precedence and placement: ``jobs.launcher``.
+http(s)://; config precedence and placement: ``launch.launcher``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 from configuration.schema import AppConfig
-from jobs.launcher import add_config_options, launch
+from launch.launcher import add_config_options, launch
 
 
-#: Shortcut flags (argparse dest -> config key); ``--address`` is every job's (``jobs.launcher``).
+#: Shortcut flags (argparse dest -> config key); ``--address`` is every job's (``launch.launcher``).
 SHORTCUTS = {
     "pages": "ocr.inputs.pages",
     "max_pages": "ocr.inputs.max_pages",
@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.pipeline import CapacityError
-    from jobs.run_ocr import run_ocr
+    from pipeline.dataflow import CapacityError
+    from pipeline.run import run_ocr
 
     try:
         run_ocr(config, args.inputs, args.out, force=args.force, retry_failed=args.retry_failed)

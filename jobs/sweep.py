@@ -27,8 +27,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from configuration.plugins import Plugin
 from configuration.schema import AppConfig
-from jobs.launcher import add_config_options
-from jobs.training_run import run_job
+from launch.launcher import add_config_options
+from launch.training import run_job
 from tune.space import TrialPoint
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+#: Shortcut flags (argparse dest -> config key); precedence: ``launch.launcher``.
 SHORTCUTS = {
     "name": "tune.name",
     "model": "tune.model",
@@ -95,7 +95,7 @@ def distill(spec: Any, point: TrialPoint, compressed_path: str, device: str) -> 
 
     from actors.train_worker import MODEL_DIR, WorkerJob
     from compression.persistence import is_compressed_checkpoint
-    from jobs.training_run import fit
+    from launch.training import fit
     from tune import trial
 
     target = trial.distilled_dir(spec, point)

@@ -20,11 +20,11 @@ from typing import Any
 
 from configuration.schema import AppConfig
 from documents.writer import atomic_write_json
-from jobs.training_run import TRAINING_SHORTCUTS, common_parser, evaluate_remote, fit, run_job
+from launch.training import TRAINING_SHORTCUTS, common_parser, evaluate_remote, fit, run_job
 
 log = logging.getLogger(__name__)
 
-#: Shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+#: Shortcut flags (argparse dest -> config key); precedence: ``launch.launcher``.
 SHORTCUTS = TRAINING_SHORTCUTS
 
 

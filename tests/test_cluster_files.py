@@ -73,7 +73,7 @@ def _entrypoint_config(entrypoint: str):
     assert (python, dash_m) == ("python", "-m") and module.startswith("jobs."), entrypoint
     job = importlib.import_module(module)
     args = job.build_parser().parse_args(argv)
-    from jobs.launcher import load_job_config  # every job builds its config this way, with its own shortcut flags
+    from launch.launcher import load_job_config  # every job builds its config this way, with its own shortcut flags
 
     return module, load_job_config(args, job.SHORTCUTS)
 

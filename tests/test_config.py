@@ -84,7 +84,7 @@ def test_configuration_reference_is_current():
 
 
 def test_capacity_check_names_the_pools():
-    from jobs.pipeline import CapacityError, check_capacity
+    from pipeline.dataflow import CapacityError, check_capacity
 
     ocr = load_config(overrides=["ocr.layout.pool.concurrency=[2,2]", "ocr.layout.pool.num_cpus=1"]).ocr
     check_capacity(ocr, cluster_cpus=4, cluster_gpus=0)

@@ -9,7 +9,7 @@ import pytest
 
 from configuration.schema import ClusterConfig
 from jobs import distill, finetune_lora, ocr, sweep, train_reference
-from jobs.launcher import RAY_JOB_ENV_VAR, describe_sources, load_job_config, placement
+from launch.launcher import RAY_JOB_ENV_VAR, describe_sources, load_job_config, placement
 
 
 @pytest.fixture(autouse=True)

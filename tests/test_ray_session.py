@@ -10,7 +10,7 @@ import pytest
 import ray
 
 from configuration.schema import ClusterConfig
-from jobs.ray_session import ray_connection
+from launch.ray_session import ray_connection
 
 
 @ray.remote(num_cpus=1.5)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import jobs.summary
-from jobs.summary import RunSummary
+import pipeline.summary
+from pipeline.summary import RunSummary
 
 
 def _report(pages: int) -> SimpleNamespace:
@@ -15,7 +15,7 @@ def _report(pages: int) -> SimpleNamespace:
 
 def test_rate_after_the_first_document_leaves_the_start_up_out(monkeypatch):
     clock = iter([110.0, 116.0])  # the first document written, then the finish
-    monkeypatch.setattr(jobs.summary, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(pipeline.summary, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     summary = RunSummary(_started=100.0)
     for pages in (2, 3, 5):
         summary.add(_report(pages))
@@ -28,7 +28,7 @@ def test_rate_after_the_first_document_leaves_the_start_up_out(monkeypatch):
 
 def test_no_rate_after_the_first_document_when_nothing_came_after(monkeypatch):
     clock = iter([110.0, 116.0])
-    monkeypatch.setattr(jobs.summary, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(pipeline.summary, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     summary = RunSummary(_started=100.0)
     summary.add(_report(4))
     summary.finish()

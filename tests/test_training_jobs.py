@@ -16,7 +16,7 @@ import torch
 from actors.train_worker import STATE_FILE, WorkerJob
 from configuration.plugins import Plugin
 from configuration.schema import AppConfig
-from jobs.training_run import fit
+from launch.training import fit
 from training.data.synthetic import SyntheticConfig, write_splits
 
 pytestmark = pytest.mark.ray
@@ -231,7 +231,7 @@ def test_multiple_choice_rows_train_with_their_options_for_the_epochs_asked(
 
 
 def test_epochs_and_steps_are_one_or_the_other_on_the_command_line(capsys) -> None:
-    from jobs.training_run import common_parser
+    from launch.training import common_parser
 
     parser = common_parser("test")
     assert parser.parse_args(["--out", "x", "--epochs", "1.5"]).epochs == 1.5

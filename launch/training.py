@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from configuration.schema import AppConfig
-from jobs.launcher import add_config_options, launch
+from launch.launcher import add_config_options, launch
 
 log = logging.getLogger(__name__)
 
 
-#: The training jobs' shortcut flags (argparse dest -> config key); precedence: ``jobs.launcher``.
+#: The training jobs' shortcut flags (argparse dest -> config key); precedence: ``launch.launcher``.
 TRAINING_SHORTCUTS = {
     "workers": "train.scaling.num_workers",
     "steps": "train.optim.max_steps",
@@ -55,13 +55,13 @@ def run_job(
     body: Callable[[argparse.Namespace, AppConfig], dict[str, Any]],
     shortcuts: Mapping[str, str] = TRAINING_SHORTCUTS,
 ) -> int:
-    """Parse and build the config (``jobs.launcher``); submit to a job server if asked, else run ``body`` in a Ray session."""
+    """Parse and build the config (``launch.launcher``); submit to a job server if asked, else run ``body`` in a Ray session."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return launch(module, argv, parser, lambda args, config: _run_body(body, args, config), shortcuts)
 
 
 def _run_body(body: Callable[[argparse.Namespace, AppConfig], dict[str, Any]], args: argparse.Namespace, config: AppConfig) -> int:
-    from jobs.ray_session import ray_connection
+    from launch.ray_session import ray_connection
     from training.lora import QuantizationUnavailable
     from vlm.loading import ModelLoadError
 

@@ -12,7 +12,7 @@ from documents.images import ImageIndex, images_complete
 from documents.inputs import InputDocument, discover, sha256_of_file
 from documents.outputs import write_document
 from documents.writer import atomic_write, atomic_write_json, existing_report_matches, report_path
-from jobs.summary import RunSummary
+from pipeline.summary import RunSummary
 
 log = logging.getLogger("jobs.ocr")
 
@@ -74,8 +74,8 @@ def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_
     import ray
 
     from actors.stages import assemble_page
-    from jobs.pipeline import build_dataset, check_capacity
-    from jobs.ray_session import ray_connection
+    from pipeline.dataflow import build_dataset, check_capacity
+    from launch.ray_session import ray_connection
 
     ocr = config.ocr
     engines = {"layout": ocr.layout.engine}

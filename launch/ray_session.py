@@ -15,14 +15,14 @@ from typing import Iterator
 import ray
 
 from configuration.schema import ClusterConfig
-from jobs.launcher import placement
+from launch.launcher import placement
 
 
 def resolve_address(cluster: ClusterConfig) -> str | None:
-    """The Ray address to join, or None to start a local Ray (``jobs.launcher.placement`` decides)."""
+    """The Ray address to join, or None to start a local Ray (``launch.launcher.placement`` decides)."""
     where = placement(cluster)
     if where.kind == "submit":
-        raise ValueError(f"{where.address} is a job server address: submit the command there (jobs.launcher), do not join it")
+        raise ValueError(f"{where.address} is a job server address: submit the command there (launch.launcher), do not join it")
     return where.address if where.kind == "join" else None
 
 

@@ -1,7 +1,7 @@
 """The frame of the jobs that run in one process without Ray (evaluate, compress, flops).
 
 They work on a laptop and as a Ray job's entrypoint alike, and take ``--address`` like
-every job (``jobs.launcher``): a job server's ``http(s)://`` address (or ``RAY_ADDRESS``
+every job (``launch.launcher``): a job server's ``http(s)://`` address (or ``RAY_ADDRESS``
 naming one) submits the same command line there once; any other address runs it here,
 since these jobs need no Ray. A bad argument (a missing path, a model that does not load,
 settings out of range) is a ``UsageError``: printed as one line naming the input, exit
@@ -34,13 +34,13 @@ def run_command(
     Submitted to a job server instead when ``--address`` says so: the exit code is then the job's.
     """
     from configuration.schema import AppConfig, ClusterConfig
-    from jobs.launcher import ADDRESS_HELP, placement, running_job_id
+    from launch.launcher import ADDRESS_HELP, placement, running_job_id
 
     parser.add_argument("--address", default="auto", help=ADDRESS_HELP + "; this job needs no Ray, so only a job server matters")
     args = parser.parse_args(argv)
     cluster = ClusterConfig(address=args.address)
     if running_job_id() is None and placement(cluster).kind == "submit":
-        from jobs.submit import submit_self
+        from launch.submit import submit_self
 
         raise SystemExit(submit_self(placement(cluster).address or "", AppConfig(cluster=cluster), _argv(argv), module=module))
     try:

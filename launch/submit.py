@@ -2,7 +2,7 @@
 
 The working directory travels as the job's working_dir (``.gitignore`` is honoured), and
 the submitted command is this one, arguments unchanged: running as a Ray job it joins the
-cluster it runs on whatever its address says (``jobs.launcher.placement``), so it is
+cluster it runs on whatever its address says (``launch.launcher.placement``), so it is
 submitted exactly once. Input and output paths are paths on the cluster, not on this machine.
 """
 

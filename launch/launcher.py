@@ -21,7 +21,7 @@ Where the job then runs (``placement``):
 * ``cluster.address`` (or, with ``auto``, ``RAY_ADDRESS``) is a job server's
   ``http(s)://`` address: this same command line is submitted there once and its logs
   followed;
-* otherwise it joins the given Ray address or starts a local Ray (``jobs.ray_session``).
+* otherwise it joins the given Ray address or starts a local Ray (``launch.ray_session``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def launch(
         print(f"running as Ray job {job_id}: joining its cluster (cluster.address {config.cluster.address} not used)",
               file=sys.stderr)
     if where.kind == "submit":
-        from jobs.submit import submit_self
+        from launch.submit import submit_self
 
         return submit_self(where.address or "", config, argv if argv is not None else sys.argv[1:], module=module)
     return run(args, config)
