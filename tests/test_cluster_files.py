@@ -57,7 +57,7 @@ def test_kuberay_manifests_have_a_gpu_worker_group_and_token_auth() -> None:
 
 
 def test_rayjob_entrypoints_are_the_readme_commands() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "cluster" / "README.md").read_text()
     for job in _kind("RayJob"):
         entrypoint = job["spec"]["entrypoint"]
         # The README shows it after `ray job submit ... --`, possibly wrapped with a backslash.
