@@ -1,9 +1,8 @@
 """PyMuPDF imported without building its layout model, for processes that only open and render PDFs.
 
 When the ``pymupdf-layout`` package is installed, ``import pymupdf`` imports
-``pymupdf.layout``, which builds the layout model's ONNX sessions on the spot: 0.3 s of CPU
-and 55 MB of memory (measured: ``import pymupdf`` 0.71 s and 137 MB peak RSS with it,
-0.35 s and 82 MB without). Every process that imports PyMuPDF pays that: the driver, each
+``pymupdf.layout``, which builds the layout model's ONNX sessions on the spot (the CPU time
+and memory it costs are in docs/ocr-pipeline.md). Every process that imports PyMuPDF pays that: the driver, each
 split and crop task worker and each picture-OCR actor, and again in every worker Ray
 starts later. Only the PyMuPDF layout engine runs the model.
 

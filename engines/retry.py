@@ -2,7 +2,8 @@
 
 The batch is tried whole first (fast path). If that raises, each item is tried alone,
 ``retries`` times, so the failing item is isolated and reported while the others still
-get results. Used by every actor; later engines reuse it for out-of-memory splitting.
+get results. Used by every actor. (Out-of-memory splitting of a GPU batch is the
+generative engines' own: ``engines.generation`` halves the batch instead.)
 """
 
 from __future__ import annotations
