@@ -2,17 +2,23 @@
 
     python -m bench.ocr_quality [--workload scanned|fonts] [--copies 3] [--dpi 150] [--repeats 1]
                                 [--models ppocr-v6-tiny] [--rec-model F] [--stages] [--json out.json]
+    python -m bench.ocr_quality --workload corpus [--corpus DIR] [--only NAME ...] [--no-job] [--json out.json]
 
 Workloads, rendered at ``--dpi``:
 * ``scanned`` (default): the pages of the generated scanned twin (``samples.generate``;
   image-only, so every word comes through OCR), ``--copies`` times over; the reference for
   each page is the born-digital text layer of the same page;
 * ``fonts``: 16 pages, the same sentences in 8 PDF base-14 fonts at 9 and 11 pt
-  (``bench/font_sheet.py``), against their own text layers: enough pages to choose models.
+  (``bench/font_sheet.py``), against their own text layers: enough pages to choose models;
+* ``corpus``: the project's LaTeX and office documents (``samples.corpus``), born-digital
+  and scanned, through the layout engine and the OCR job against Tesseract, end to end
+  (``bench/corpus_workload.py`` says what it measures; the rest of this text is about the
+  other two workloads).
 
 It prints, measured side by side in one run:
 * CER (Levenshtein distance / reference length, summed over pages) after normalising
-  both texts to NFKC with single spaces (NFKC turns the reference's "ﬁ" ligature into "fi");
+  both texts (``bench.scoring``: NFKC, which turns the reference's "ﬁ" ligature into "fi",
+  line-end hyphens joined, single spaces);
 * pages/s of OCR alone (rendering, PNG encoding and model loading are outside the timing;
   Tesseract reads all pages in one process from a list file, so it loads its model once);
 * for RapidOCREngine on the ``--models`` set (default ``runtime: auto``: OpenVINO in bf16
@@ -41,19 +47,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
+from bench.scoring import cer
 from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions, restores_spaces
 from bench.font_sheet import font_sheet
 from samples.generate import generate
@@ -74,20 +79,6 @@ class Result:
     pages_per_s: float
     note: str = ""
     sample: list[str] = field(default_factory=list)  # first page's text, for eyeballing
-
-
-def normalize(text: str) -> str:
-    """NFKC, then every whitespace run to one space: layout differences are not OCR errors."""
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()
-
-
-def cer(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, list[float]]:
-    """Corpus CER (total edits / total reference characters) and each page's CER."""
-    from rapidfuzz.distance import Levenshtein
-
-    edits = [Levenshtein.distance(normalize(h), normalize(r)) for h, r in zip(hypotheses, references)]
-    lengths = [max(1, len(normalize(r))) for r in references]
-    return sum(edits) / sum(lengths), [e / n for e, n in zip(edits, lengths)]
 
 
 def render_rgb(page, dpi: int) -> np.ndarray:
@@ -260,9 +251,15 @@ def ratios(results: list[Result]) -> list[dict[str, object]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=("scanned", "fonts"), default="scanned",
+    parser.add_argument("--workload", choices=("scanned", "fonts", "corpus"), default="scanned",
                         help="scanned: the scanned sample's 2 pages x --copies; fonts: 16 pages, 8 fonts x 2 sizes"
-                        " (bench/font_sheet.py)")
+                        " (bench/font_sheet.py); corpus: the LaTeX and office corpus, born-digital, scanned and"
+                        " end to end (bench/corpus_workload.py)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="corpus: a folder built by python -m samples.corpus.build (default: build one now)")
+    parser.add_argument("--only", nargs="*", default=None, help="corpus: these documents only")
+    parser.add_argument("--no-job", dest="job", action="store_false",
+                        help="corpus: leave out the end-to-end run of the OCR job")
     parser.add_argument("--copies", type=int, default=1, help="scanned copies to OCR (2 pages each)")
     parser.add_argument("--dpi", type=int, default=150, help="render resolution of the pages")
     parser.add_argument("--repeats", type=int, default=1, help="time each configuration this often, keep the fastest")
@@ -278,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also print seconds per page of detection and of the rest, skip_blank on and off")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.workload == "corpus":
+        from bench.corpus_workload import main as corpus_main
+
+        return corpus_main(args.corpus, args.only, args.dpi, args.job, args.json, args.stages)
     base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
                            rec_model=args.rec_model, rec_keys=args.rec_keys, rec_height=args.rec_height)
     variants = [{}, {"runtime": "openvino", "precision": "f32"}, {"runtime": "onnxruntime"},  # defaults, before-rows

@@ -162,3 +162,15 @@ def boxes_to_image(boxes: np.ndarray, placements: list[Placement]) -> np.ndarray
         mapped[index, :, 0] += placement.band.left
         mapped[index, :, 1] += placement.band.top - placement.row
     return mapped
+
+
+def blank_runs(ink_columns: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) runs of ink-free columns that have ink on both sides."""
+    columns = np.asarray(ink_columns, dtype=bool)
+    inked = np.flatnonzero(columns)
+    if inked.size < 2:
+        return []
+    inner = ~columns[inked[0] : inked[-1] + 1]
+    edges = np.diff(np.concatenate(([0], inner.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(s + inked[0]), int(e + inked[0])) for s, e in zip(starts, ends)]

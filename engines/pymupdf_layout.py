@@ -1,7 +1,9 @@
 """CPU layout engine: PyMuPDF 2's layout analysis (pymupdf4llm + pymupdf-layout).
 
 For pages with a text layer, the layout model classifies text-layer blocks into the
-DOTS classes and the text comes straight from the PDF (exact, no OCR). For image-only
+DOTS classes and the text comes straight from the PDF (exact, no OCR): MuPDF's own words,
+each given to one element (``engines.text_layer``), elements in the order of the page's
+columns (``engines.reading_order``). For image-only
 pages (scans, photos), RapidOCR first writes an invisible text layer into the one-page
 PDF, with pymupdf4llm's own writer (``exec_ocr_full``), and the same layout analysis runs on it.
 
@@ -26,11 +28,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
 from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions
+from engines.reading_order import reading_order
+from engines.text_layer import (assign_words, bounds, merge_overlapping, page_words, split_columns, word_groups,
+                                words_text)
 
 _SILENT = logging.getLogger("pymupdf.messages")
 _SILENT.propagate = False
 _SILENT.addHandler(logging.NullHandler())
 _CLASS_TO_CATEGORY = {c.lower(): c for c in CATEGORIES}
+#: Categories whose overlapping parts merge (``merge_overlapping``); tables, pictures and formulas keep their boxes.
+_TEXT_LIKE = frozenset({"Text", "Section-header", "Title", "List-item", "Caption", "Footnote", "Page-header", "Page-footer"})
 _BULLET = re.compile(r"^\s*[•·▪◦‣○●■□\-–—*]\s+")  # symbols only: list numbers are content
 
 
@@ -97,9 +104,9 @@ class PyMuPDFLayoutEngine:
                 if needs_ocr:
                     self._write_ocr_text_layer(doc[0], dpi=max(36, round(72 * meta.scale)))
                 parsed = self._parse(doc, use_ocr=False, force_text=True, render_html_tables=self.options.html_tables)
+            elements = self._elements(parsed.pages[0].boxes, doc[0], meta)
         finally:
             doc.close()
-        elements = [self._element(box, meta.scale, meta.width, meta.height) for box in parsed.pages[0].boxes]
         return PageLayout(elements=elements, info={"ocr": needs_ocr, "text_layer": meta.has_text_layer})
 
     def _write_ocr_text_layer(self, page, dpi: int) -> None:
@@ -114,19 +121,49 @@ class PyMuPDFLayoutEngine:
 
         exec_ocr_full(page, self.ocr.full_ocr, dpi=dpi, keep_ocr_text=False)
 
-    def _element(self, box, scale: float, width: int, height: int) -> Element:
-        category = _CLASS_TO_CATEGORY.get(box.boxclass, "Text")
-        bbox = clip_bbox([box.x0 * scale, box.y0 * scale, box.x1 * scale, box.y1 * scale], width, height)
-        if category == "Picture":
-            text = ""
-        elif category == "Table":
-            table = box.table or {}
-            text = (table.get("html") if self.options.html_tables else None) or table.get("markdown") or ""
-        else:
-            text = _lines_text(box.textlines or [])
+    def _elements(self, boxes, page, meta) -> list[Element]:
+        """The layout boxes as elements with the text layer's words (``engines.text_layer``), in reading order.
+
+        Every run of words goes to one element (the smallest box holding it); runs no box
+        covers become elements of their own (Page-header above all other elements,
+        Page-footer below them, else Text), so the page's text is all there once. A text
+        element whose words straddle a gutter of the page (the layout model joins the
+        columns of a scanned page) becomes one element per column; its box is its words';
+        text elements that still overlap are merged (``merge_overlapping``). Tables keep
+        the layout library's HTML (or Markdown), falling back to their words. Picture
+        elements carry the words of the text layer inside them (a born-digital figure's
+        labels); picture OCR reads their pixels.
+        """
+        words = page_words(page)
+        owned, left = assign_words(words, [(b.x0, b.y0, b.x1, b.y1) for b in boxes])
+        items: list[tuple[tuple[float, float, float, float], str, str]] = []
+        parts: list[tuple[str, list]] = []
+        for box, mine in zip(boxes, owned):
+            category = _CLASS_TO_CATEGORY.get(box.boxclass, "Text")
+            rect = (box.x0, box.y0, box.x1, box.y1)
+            if category in ("Table", "Picture") or (category == "Formula" and not mine):  # a formula drawn without text
+                text = words_text(mine)
+                if category == "Table":
+                    table = box.table or {}
+                    text = (table.get("html") if self.options.html_tables else None) or table.get("markdown") or text
+                items.append((rect, category, text.strip()))
+            else:
+                parts.extend((category, part) for part in split_columns(mine, words, page.rect.width) if part)
+        for category, part in merge_overlapping(parts, _TEXT_LIKE):
+            text = words_text(part)
             if category == "List-item" and self.options.strip_list_bullets:
                 text = _BULLET.sub("", text, count=1)
-        return Element(bbox=bbox, category=category, text=text.strip())
+            items.append((bounds(part), category, text.strip()))
+        body = [rect for rect, category, _ in items if category not in ("Page-header", "Page-footer")]
+        top, bottom = min((r[1] for r in body), default=float("inf")), max((r[3] for r in body), default=float("-inf"))
+        for group in word_groups(left):
+            rect = bounds(group)
+            category = "Page-header" if rect[3] <= top else "Page-footer" if rect[1] >= bottom else "Text"
+            items.append((rect, category, words_text(group)))
+        order = reading_order([rect for rect, _, _ in items], [category for _, category, _ in items], page.rect.width)
+        scale = meta.scale
+        return [Element(bbox=clip_bbox([v * scale for v in items[i][0]], meta.width, meta.height),
+                        category=items[i][1], text=items[i][2]) for i in order]
 
 
 @contextlib.contextmanager
@@ -169,17 +206,3 @@ def _quiet_pymupdf():
         yield
     finally:
         pymupdf.set_messages(fd=2)
-
-
-def _lines_text(lines: list[dict]) -> str:
-    """Join a box's lines into running text, undoing end-of-line hyphenation."""
-    text = ""
-    for line in lines:
-        line_text = re.sub(r"\s+", " ", "".join(span["text"] for span in line["spans"])).strip()
-        if not line_text:
-            continue
-        if text.endswith("-") and line_text[:1].islower():
-            text = text[:-1] + line_text
-        else:
-            text = f"{text} {line_text}" if text else line_text
-    return text

@@ -59,8 +59,9 @@ import onnx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engines.charsets import CharsetName, kept_classes
-from engines.content_bands import background_color, boxes_to_image, content_bands, stack_bands
+from engines.content_bands import background_color, blank_runs, boxes_to_image, content_bands, stack_bands
 from engines.ctc_head import restrict_classes
+from engines.gutters import ink_mask as page_ink, split_at_gutters, trim_to_ink
 from engines.onnx_rewrites import RewriteCounts, optimize_model
 from engines.openvino_session import OpenVINOSession, Precision, cpu_default_precision
 from engines.ppocr_models import ModelSet, ModelSetName, model_set
@@ -161,6 +162,12 @@ class RapidOCROptions(BaseModel):
         " stacked into one smaller image: less detection time on pages with blank space; line boxes move by a"
         " pixel or two (the detector's squeeze-excite layers average over less paper)",
     )
+    split_gutters: bool = Field(
+        default=True,
+        description="cut detected lines where they run across a column gutter (a blank strip that goes on above and"
+        " below the line): the detector joins the lines of neighbouring columns across a narrow gutter; the lines"
+        " read are then also narrowed to their ink (the text layer's words sit on the printed ones)",
+    )
     blank_threshold: int = Field(
         default=32,
         ge=1,
@@ -240,6 +247,9 @@ class RapidOCREngine:
         quads = self._detect(bgr)
         if not quads:
             return []
+        ink = page_ink(bgr, self.options.blank_threshold) if self.options.split_gutters else None
+        if ink is not None:
+            quads = split_at_gutters(quads, ink)
         quads = [quads[i] for i in reading_order(quads)]
         crops = [crop_quad(bgr, quad) for quad in quads]
         results, _ = self._ocr.text_rec(crops, return_word_box=self.keep_spaces)
@@ -253,7 +263,7 @@ class RapidOCREngine:
                 text = restore_spaces(text, centers, crop, self.options.space_gap_ratio)
             text = text.strip()
             if text and score >= self.options.min_score:
-                lines.append(TextLine(quad=quad, text=text, score=score))
+                lines.append(TextLine(quad=quad if ink is None else trim_to_ink(quad, ink), text=text, score=score))
         return lines
 
     def detect(self, image: np.ndarray) -> list[Quad]:
@@ -549,18 +559,6 @@ def ink_mask(crop: np.ndarray) -> np.ndarray:
     _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     ink = binary.astype(bool)
     return ~ink if ink.mean() > 0.5 else ink  # light text on a dark ground
-
-
-def blank_runs(ink_columns: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) runs of ink-free columns that have ink on both sides."""
-    columns = np.asarray(ink_columns, dtype=bool)
-    inked = np.flatnonzero(columns)
-    if inked.size < 2:
-        return []
-    inner = ~columns[inked[0] : inked[-1] + 1]
-    edges = np.diff(np.concatenate(([0], inner.astype(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(int(s + inked[0]), int(e + inked[0])) for s, e in zip(starts, ends)]
 
 
 def needs_wider_gap(left: str, right: str) -> bool:

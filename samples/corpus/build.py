@@ -1,0 +1,181 @@
+"""Build the corpus: typeset the documents, export the office one, render their scanned twins.
+
+    python -m samples.corpus.build OUT [--only NAME ...] [--dpi 150,300]
+
+For each document it writes ``OUT/NAME.pdf`` (born-digital: TeX's or LibreOffice's own
+PDF, whose text layer is the reference), ``OUT/NAME.tex`` or ``OUT/NAME.fodt`` (the
+source), and ``OUT/scanned-DPI/NAME.pdf`` per ``--dpi``: every page rendered in grey at
+that resolution into an image-only PDF (no text layer, so every word comes through OCR).
+``OUT/corpus.json`` lists what was built, with each document's producer and page count.
+
+Tools: ``pdflatex`` and ``lualatex`` (Debian: texlive-latex-base, -latex-recommended,
+-latex-extra, -fonts-recommended, -pictures, -luatex), ``soffice`` (libreoffice-writer-nogui).
+A document whose tool is missing is skipped with the reason (``missing_tools``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+from samples.corpus import latex
+from samples.corpus.office import office_document
+from samples.corpus.prose import Prose
+
+Tool = Literal["pdflatex", "lualatex", "soffice"]
+PICTURE = "field.png"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One corpus document: its name, the tool that makes its PDF and its source."""
+
+    name: str
+    tool: Tool
+    kind: str  # what it exercises, for the bench's tables
+    source: Callable[[], str]
+
+
+def _picture_png(path: Path) -> None:
+    """A raster picture without words (a smooth field with contour bands), for ``\\includegraphics``."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:240, 0:400] / 60.0
+    field = np.sin(x) * np.cos(y * 1.3) + 0.4 * np.sin(x * 0.5 + y)
+    bands = ((field - field.min()) / np.ptp(field) * 6).astype(int) / 6.0
+    rgb = np.stack([70 + 150 * bands, 110 + 100 * bands, 190 - 90 * bands], axis=-1).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("twocol-hydrology", "pdflatex", "two-column paper, pdfTeX",
+         lambda: latex.two_column_paper(Prose("hydrology", 1), "Runoff Response of a Forested Upland Catchment")),
+    Spec("twocol-software", "pdflatex", "two-column paper, pdfTeX",
+         lambda: latex.two_column_paper(Prose("software", 2), "Scheduling Requests in a Small Worker Pool", sections=3)),
+    Spec("twocol-wide-materials", "pdflatex", "two-column paper, floats across both columns, pdfTeX",
+         lambda: latex.two_column_wide_floats(Prose("materials", 3), "Fatigue of Annealed Welded Joints", PICTURE)),
+    Spec("twocol-transport-lua", "lualatex", "two-column paper, LuaTeX",
+         lambda: latex.two_column_paper(Prose("transport", 4), "Tram Ridership after the Timetable Change", lua=True, sections=3)),
+    Spec("onecol-materials", "pdflatex", "one-column paper, pdfTeX",
+         lambda: latex.one_column_paper(Prose("materials", 5), "Surface Treatment and Corrosion of Light Alloys")),
+    Spec("onecol-hydrology-lua", "lualatex", "one-column paper, LuaTeX",
+         lambda: latex.one_column_paper(Prose("hydrology", 6), "Recharge Estimates for a Valley Aquifer", lua=True)),
+    Spec("manual-software", "pdflatex", "manual, pdfTeX",
+         lambda: latex.manual(Prose("software", 7), "GNU Fieldkit")),
+    Spec("office-transport", "soffice", "office export, LibreOffice Writer",
+         lambda: office_document(Prose("transport", 8), "Municipal Transport Review")),
+)
+
+#: What a CI test builds: one small two-column pdfTeX paper (seconds when TeX is installed).
+SMALL = "twocol-software"
+
+
+@dataclass
+class Built:
+    name: str
+    kind: str
+    producer: str
+    pages: int
+    pdf: str
+    scanned: dict[str, str]  # dpi -> path
+
+
+def missing_tools(specs: tuple[Spec, ...] = SPECS) -> dict[str, str]:
+    """Document name -> the tool it needs that is not installed."""
+    return {spec.name: spec.tool for spec in specs if shutil.which(spec.tool) is None}
+
+
+def _run(command: list[str], cwd: Path, timeout: float = 300) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr)[-3000:]
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{tail}")
+
+
+def build_pdf(spec: Spec, out_dir: Path) -> Path:
+    """Typeset or export one document into ``out_dir/NAME.pdf``; its source beside it."""
+    with tempfile.TemporaryDirectory(prefix=f"corpus-{spec.name}-") as tmp:
+        work = Path(tmp)
+        if spec.tool == "soffice":
+            source = work / f"{spec.name}.fodt"
+            source.write_text(spec.source(), encoding="utf-8")
+            profile = (work / "profile").as_uri()  # a private profile: runs in parallel do not clash
+            _run(["soffice", f"-env:UserInstallation={profile}", "--headless", "--convert-to", "pdf",
+                  "--outdir", str(work), str(source)], work)
+        else:
+            source = work / f"{spec.name}.tex"
+            source.write_text(spec.source(), encoding="utf-8")
+            _picture_png(work / PICTURE)
+            for _ in range(2):  # the second run settles the table of contents and references
+                _run([spec.tool, "-interaction=nonstopmode", "-halt-on-error", source.name], work)
+        pdf = out_dir / f"{spec.name}.pdf"
+        shutil.copy(work / f"{spec.name}.pdf", pdf)
+        shutil.copy(source, out_dir / source.name)
+    return pdf
+
+
+def scanned_twin(pdf: Path, path: Path, dpi: int) -> None:
+    """Every page of ``pdf`` rendered in grey at ``dpi`` into an image-only PDF of the same page size."""
+    import pymupdf
+
+    with pymupdf.open(pdf) as source, pymupdf.open() as out:
+        for page in source:
+            pixmap = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
+            new_page = out.new_page(width=page.rect.width, height=page.rect.height)
+            new_page.insert_image(new_page.rect, stream=pixmap.tobytes("png"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out.save(path, garbage=3, deflate=True)
+
+
+def build_corpus(out_dir: Path, only: list[str] | None = None, dpis: tuple[int, ...] = (150, 300),
+                 log: Callable[[str], None] = print) -> list[Built]:
+    """Build the named documents (default: all whose tools are installed) and their scanned twins."""
+    import pymupdf
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = [spec for spec in SPECS if not only or spec.name in only]
+    unknown = set(only or ()) - {spec.name for spec in SPECS}
+    if unknown:
+        raise ValueError(f"unknown corpus documents: {sorted(unknown)}; known: {[s.name for s in SPECS]}")
+    missing = missing_tools(tuple(specs))
+    built = []
+    for spec in specs:
+        if spec.name in missing:
+            log(f"skipped {spec.name}: {missing[spec.name]} is not installed")
+            continue
+        pdf = build_pdf(spec, out_dir)
+        scanned = {}
+        for dpi in dpis:
+            twin = out_dir / f"scanned-{dpi}" / pdf.name
+            scanned_twin(pdf, twin, dpi)
+            scanned[str(dpi)] = str(twin)
+        with pymupdf.open(pdf) as doc:
+            producer, pages = doc.metadata.get("producer", ""), doc.page_count
+        built.append(Built(spec.name, spec.kind, producer, pages, str(pdf), scanned))
+        log(f"built {spec.name}: {pages} pages ({producer})")
+    (out_dir / "corpus.json").write_text(json.dumps([asdict(b) for b in built], indent=2))
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--only", nargs="*", default=None, help="document names (default: all)")
+    parser.add_argument("--dpi", default="150,300", help="resolutions of the scanned twins")
+    args = parser.parse_args(argv)
+    built = build_corpus(args.out_dir, args.only, tuple(int(d) for d in args.dpi.split(",") if d))
+    print(f"{len(built)} documents, {sum(b.pages for b in built)} pages in {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
