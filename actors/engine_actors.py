@@ -45,7 +45,7 @@ class EngineHost:
     def run(self, call: Callable[[Sequence[Any]], Sequence[Any]], items: Sequence[Any]) -> list[Any]:
         if self.poisoned:
             log.warning("%s engine hung on an earlier batch; restarting this actor", self.kind)
-            os._exit(1)  # noqa: SLF001 - the only way to free a stuck thread (and its GPU memory)
+            os._exit(1)
         timed = with_timeout(call, self.page_timeout_s, on_timeout=self._poison)
         return run_isolating_failures(timed, items, self.retries)
 

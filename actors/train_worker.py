@@ -65,7 +65,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     for module in trainable.frozen:
         module.to(device)
     processor = trainable.processor
-    encode = lambda examples: encode_batch(processor, examples)  # noqa: E731
+    encode = lambda examples: encode_batch(processor, examples)
 
     hooks = [plugin.build() for plugin in job.after_checkpoint]
     engine = _initialize(trainable.model, settings, world)

@@ -103,7 +103,7 @@ def page_images(pdf: str, dpi: int):
 
 def layout_engine(threads: int = 1, gutters: bool = True):
     from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
-    from engines.rapidocr_engine import RapidOCROptions
+    from engines.rapidocr.options import RapidOCROptions
 
     ocr = RapidOCROptions(threads=threads, split_gutters=gutters)
     return PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=threads, rapidocr=ocr))

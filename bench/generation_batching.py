@@ -26,8 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-from engines.generation import Request, TransformersGenerator
+from engines.generative.generation import Request, TransformersGenerator
 from vlm.loading import ModelSource, load_model_and_processor
 from vlm.tiny import DOTS_SHAPE, save_tiny_qwen2_5_vl, text_like_pages
 

@@ -2,7 +2,7 @@
 
 Baseline: the method the engines used before static decoding, plain ``generate`` with
 a dynamic cache in batches of 18 (``TransformersGenerator``). Engine: this project's
-``decode: static`` path (``engines.static_decoding``: compiled static-cache step, slot
+``decode: static`` path (``engines.decoding.static_decoding``: compiled static-cache step, slot
 refill, memory-aware slots). Two workloads, both with forced page lengths because a
 random-weight model never chooses to stop:
 
@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from engines.generation import Generated, Request, TransformersGenerator, free_accelerator_memory
-from engines.static_decoding import StaticDecodingGenerator, resolve_compile
+from engines.decoding.static_decoding import StaticDecodingGenerator, resolve_compile
+from engines.generative.generation import Generated, Request, TransformersGenerator, free_accelerator_memory
 from vlm.tiny import BENCH_SHAPE, DOTS_SHAPE, text_like_pages
 
 #: Defaults per device: (pages for the engine, pages for the baseline, page WxH, fixed tokens, mix range).

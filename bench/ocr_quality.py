@@ -58,9 +58,10 @@ from typing import Callable
 
 import numpy as np
 
-from bench.scoring import cer
-from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions, restores_spaces
 from bench.font_sheet import font_sheet
+from bench.scoring import cer
+from engines.rapidocr.engine import RapidOCREngine, restores_spaces
+from engines.rapidocr.options import RapidOCROptions
 from samples.generate import generate
 
 GOAL_SPEEDUP = 2.0

@@ -57,7 +57,8 @@ def sequential(inputs: list[Path], threads: int) -> dict:
     from documents.pages import SplitLimits, split_pages
     from engines.base import PageImage, PageMeta
     from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
-    from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions
+    from engines.rapidocr.engine import RapidOCREngine
+    from engines.rapidocr.options import RapidOCROptions
 
     started = time.perf_counter()
     ocr_options = RapidOCROptions(threads=threads)

@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     ratios = {}
     if len(sizes) >= 2:
         small, large = figures[min(sizes)], figures[max(sizes)]
-        growth = lambda f: f["driver_peak_rss_mib"] - f["driver_rss_after_ray_start_mib"]  # noqa: E731
+        growth = lambda f: f["driver_peak_rss_mib"] - f["driver_rss_after_ray_start_mib"]
         ratios = {
             "pages": round(large["pages"] / small["pages"], 2),
             "driver_peak_rss": round(large["driver_peak_rss_mib"] / small["driver_peak_rss_mib"], 3),

@@ -89,7 +89,7 @@ class FlopReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FlopReport":
+    def from_dict(cls, data: dict[str, Any]) -> FlopReport:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         for name in ("vision", "prefill", "decode_per_token"):
@@ -98,7 +98,7 @@ class FlopReport:
         return cls(**values)
 
     @classmethod
-    def from_json(cls, text: str) -> "FlopReport":
+    def from_json(cls, text: str) -> FlopReport:
         return cls.from_dict(json.loads(text))
 
 

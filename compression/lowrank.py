@@ -75,12 +75,12 @@ class LowRankLinear(nn.Module):
         return self.up.weight @ self.down.weight
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, input_transform: torch.Tensor | None = None) -> "LowRankLinear":
+    def from_linear(cls, linear: nn.Linear, rank: int, input_transform: torch.Tensor | None = None) -> LowRankLinear:
         """Factor ``linear`` at ``rank`` (see ``factorize``); same device and dtype, bias copied."""
         return cls.from_factors(linear, factorize(linear.weight, rank, input_transform))
 
     @classmethod
-    def from_factors(cls, linear: nn.Linear, factors: "Factorization") -> "LowRankLinear":
+    def from_factors(cls, linear: nn.Linear, factors: Factorization) -> LowRankLinear:
         """The layer computing ``factors`` in place of ``linear``: same device and dtype, bias copied."""
         weight, (up, down, _) = linear.weight, factors
         rank = down.shape[0]

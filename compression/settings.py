@@ -36,7 +36,7 @@ class LowRankSettings(BaseModel):
     calibration_batches: int = Field(4, ge=1, description="training batches used for calibration")
 
     @model_validator(mode="after")
-    def _rank_limits(self) -> "LowRankSettings":
+    def _rank_limits(self) -> LowRankSettings:
         if self.max_rank is not None and self.max_rank < self.min_rank:
             raise ValueError(f"max_rank {self.max_rank} is below min_rank {self.min_rank}")
         return self
@@ -106,7 +106,7 @@ class PoolingConfig(BaseModel):
         raise ValueError(f"pooling {value!r}: expected none, avg:K, max:K (K a whole number) or norm_drop:R (0 < R <= 1)")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "PoolingConfig":
+    def _consistent(self) -> PoolingConfig:
         if self.method == "norm_drop" and self.factor != 1:
             raise ValueError(f"norm_drop selects tokens by keep_ratio; factor must stay 1, got {self.factor}")
         if self.method == "none" and self.factor != 1:

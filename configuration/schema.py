@@ -83,7 +83,7 @@ class ActorPoolConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _min_le_max(self) -> "ActorPoolConfig":
+    def _min_le_max(self) -> ActorPoolConfig:
         low, high = self.concurrency
         if low < 1 or high < low:
             raise ValueError(f"concurrency must be 1 <= min <= max, got {list(self.concurrency)}")
@@ -100,7 +100,7 @@ class LayoutConfig(EngineConfig):
     engine: str = Field("pymupdf", description=f"layout engine: {' | '.join(registry.engine_names('layout'))}")
 
     @model_validator(mode="after")
-    def _options(self) -> "LayoutConfig":
+    def _options(self) -> LayoutConfig:
         object.__setattr__(self, "options", registry.validate_options(self.engine, "layout", self.options))
         return self
 
@@ -125,7 +125,7 @@ class PictureConfig(EngineConfig):
     pool: ActorPoolConfig = Field(default_factory=lambda: ActorPoolConfig(concurrency=(1, 1), batch_size=2, num_cpus=0.5))
 
     @model_validator(mode="after")
-    def _options(self) -> "PictureConfig":
+    def _options(self) -> PictureConfig:
         object.__setattr__(self, "options", registry.validate_options(self.engine, "picture", self.options))
         return self
 
@@ -198,13 +198,13 @@ class OCRConfig(Strict):
     )
 
     @model_validator(mode="after")
-    def _crops_need_picture_ocr(self) -> "OCRConfig":
+    def _crops_need_picture_ocr(self) -> OCRConfig:
         if self.output.crops and not self.picture.enabled:
             raise ValueError("ocr.output.crops writes the crops picture OCR reads: it needs ocr.picture.enabled")
         return self
 
     @model_validator(mode="after")
-    def _trust_remote_code(self) -> "OCRConfig":
+    def _trust_remote_code(self) -> OCRConfig:
         if self.trust_remote_code:
             for section in (self.layout, self.picture):
                 if "trust_remote_code" in section.options:  # engines that load a checkpoint (vlm.loading.ModelSource)

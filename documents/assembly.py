@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Iterator
 
 from documents.report import DocumentReport, ErrorInfo, PageRecord
@@ -82,5 +82,5 @@ class DocumentAssembler:
             pages=pages,
             pages_failed=sum(1 for p in pages if p.error),
             error=pending.document_error,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )

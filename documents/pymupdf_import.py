@@ -27,7 +27,7 @@ def import_pymupdf() -> ModuleType:
     if "pymupdf" not in sys.modules and "pymupdf.layout" not in sys.modules:
         sys.modules["pymupdf.layout"] = None  # type: ignore[assignment]
         try:
-            import pymupdf  # noqa: F401
+            import pymupdf
         finally:
             del sys.modules["pymupdf.layout"]
     import pymupdf

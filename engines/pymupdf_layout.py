@@ -27,10 +27,10 @@ from typing import Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
-from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions
+from engines.rapidocr.engine import RapidOCREngine
+from engines.rapidocr.options import RapidOCROptions
 from engines.reading_order import reading_order
-from engines.text_layer import (assign_words, bounds, merge_overlapping, page_words, split_columns, word_groups,
-                                words_text)
+from engines.text_layer import assign_words, bounds, merge_overlapping, page_words, split_columns, word_groups, words_text
 
 _SILENT = logging.getLogger("pymupdf.messages")
 _SILENT.propagate = False
@@ -113,8 +113,8 @@ class PyMuPDFLayoutEngine:
         """Give ``page`` RapidOCR's text as an invisible text layer, replacing any earlier OCR text.
 
         Done here rather than through ``parse_document``'s OCR hook: with the hook,
-        pymupdf4llm first analyses the whole page to decide on OCR (40 ms of a scanned
-        page's 480), a decision this engine has already made. The layout that follows is
+        pymupdf4llm first analyses the whole page to decide on OCR (its cost is in
+        docs/ocr-pipeline.md), a decision this engine has already made. The layout that follows is
         the same: the hook would write the same layer with the same call.
         """
         from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full

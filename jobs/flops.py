@@ -68,7 +68,7 @@ def load_page(path: Path, page: int = 1, dpi: int = 150) -> Any:
 def page_flops(model: Any, processor: Any, image: Any, prompt: str, new_tokens: int) -> dict[str, Any]:
     """``FlopReport`` of one page as a dict; a family the counter does not know gives ``{"unavailable": reason}``."""
     from compression.flops import count_flops
-    from engines.generation import Request, encode_requests
+    from engines.generative.generation import Request, encode_requests
     from vlm.families import UnsupportedModel
 
     try:
@@ -94,8 +94,8 @@ def flops_table(reports: dict[str, dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from compression.resolution import pixel_budget, set_pixel_budget
-    from engines.backends import install_pooling
     from compression.settings import PoolingConfig
+    from engines.generative.backends import install_pooling
     from vlm.loading import ModelLoadError, ModelSource, load_model_and_processor
 
     if args.new_tokens < 1:

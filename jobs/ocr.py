@@ -17,7 +17,6 @@ from pathlib import Path
 from configuration.schema import AppConfig
 from launch.launcher import add_config_options, launch
 
-
 #: Shortcut flags (argparse dest -> config key); ``--address`` is every job's (``launch.launcher``).
 SHORTCUTS = {
     "pages": "ocr.inputs.pages",

@@ -74,8 +74,8 @@ def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_
     import ray
 
     from actors.stages import assemble_page
-    from pipeline.dataflow import build_dataset, check_capacity
     from launch.ray_session import ray_connection
+    from pipeline.dataflow import build_dataset, check_capacity
 
     ocr = config.ocr
     engines = {"layout": ocr.layout.engine}

@@ -19,7 +19,7 @@ class HangOnPage:
         hang_on_page: int = 2
         hang_seconds: float = 3600.0
 
-    def __init__(self, options: "HangOnPage.Options"):
+    def __init__(self, options: HangOnPage.Options):
         self.options = options
 
     def layout(self, pages: Sequence[PageImage]) -> list[PageLayout]:
@@ -41,7 +41,7 @@ class _PyMuPDFWrapper:
         marker: str = ""  # DieOnce: file that records the one death
         kill_on_page: int = 2
 
-    def __init__(self, options: "BaseModel"):
+    def __init__(self, options: BaseModel):
         from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
 
         self.options = options

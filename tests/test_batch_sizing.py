@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engines import batch_sizing
-from engines.batch_sizing import cache_length, fit_batch_size, kv_bytes_per_token, round_up, slot_buckets
+from engines.generative.batch_sizing import cache_length, fit_batch_size, kv_bytes_per_token, round_up, slot_buckets
 from vlm.tiny import DOTS_SHAPE
 
 GIB = 2**30
@@ -63,23 +63,23 @@ def test_cache_lengths_round_up_to_a_few_reused_values() -> None:
 
 
 def test_static_slots_follow_free_memory(monkeypatch: pytest.MonkeyPatch, tiny_qwen_dir: Path) -> None:
-    from engines.static_decoding import StaticDecodingGenerator
+    from engines.decoding.static_decoding import StaticDecodingGenerator
     from vlm.loading import ModelSource, load_model_and_processor
 
     model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     per_token = kv_bytes_per_token(model.config, 4)  # the tiny model in float32: 512 bytes
     free = 300 * 2**20
-    monkeypatch.setattr("engines.static_decoding.free_device_memory", lambda device: free)
+    monkeypatch.setattr("engines.decoding.static_decoding.free_device_memory", lambda device: free)
     generator = StaticDecodingGenerator(model, processor, batch_size=256, memory_fraction=0.5)
     expected = int(free * 0.5) // (per_token * 2048 * 4 // 3)  # shrink buckets' caches counted: 4/3 of one
     assert generator._slots(2048) == expected == 112
     assert StaticDecodingGenerator(model, processor, batch_size=16)._slots(2048) == 16  # the cap wins when memory is plenty
-    monkeypatch.setattr("engines.static_decoding.free_device_memory", lambda device: None)
+    monkeypatch.setattr("engines.decoding.static_decoding.free_device_memory", lambda device: None)
     assert StaticDecodingGenerator(model, processor, batch_size=256)._slots(2048) == 256  # CPU: the configured batch
 
 
 def test_generate_batch_follows_free_memory(monkeypatch: pytest.MonkeyPatch, tiny_qwen_dir: Path) -> None:
-    from engines.generation import Request, TransformersGenerator
+    from engines.generative.generation import Request, TransformersGenerator
     from vlm.loading import ModelSource, load_model_and_processor
     from vlm.tiny import text_like_pages
 

@@ -81,7 +81,7 @@ def test_compress_job_writes_a_servable_checkpoint_its_rank_table_spectra_and_fl
     from PIL import Image
 
     from compression.persistence import read_ranks
-    from engines.generation import Request, TransformersGenerator
+    from engines.generative.generation import Request, TransformersGenerator
     from vlm.loading import ModelSource, load_model_and_processor
 
     out = tmp_path / "r2"

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from compression.flops import FlopReport, PhaseFlops, count_flops
 from compression.pooling import (
@@ -21,7 +22,6 @@ from compression.pooling import (
     visual_token_count,
 )
 from compression.resolution import pixel_budget, scaled_pixel_budget, set_pixel_budget
-from transformers import AutoModelForImageTextToText, AutoProcessor
 from vlm.tiny import save_tiny_qwen2_5_vl
 
 # Merged grids (14-px patches, merge 2): 112x112 -> 4x4, 224x168 -> 8x6, 100x80 -> 4x3 (odd width).

@@ -1,4 +1,4 @@
-"""engines.content_bands: content found on synthetic pages (noise, grey paper, light and
+"""engines.rapidocr.content_bands: content found on synthetic pages (noise, grey paper, light and
 coloured ink, dark pages), blank paper skipped, canvases aligned, boxes mapped back."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.content_bands import Band, background_color, boxes_to_image, content_bands, stack_bands
+from engines.rapidocr.content_bands import Band, background_color, boxes_to_image, content_bands, stack_bands
 
 HEIGHT, WIDTH = 1216, 832
 

@@ -8,7 +8,7 @@ import pytest
 
 from documents.crops import crop_box, crop_pictures, render_picture_crops
 from documents.pages import SplitLimits, split_pages
-from engines.rapidocr_engine import RapidOCREngine
+from engines.rapidocr.engine import RapidOCREngine
 
 CROP = {"padding_px": 8, "upscale": 1.0, "min_size_px": 32, "max_crop_pixels": 16_000_000}
 RED_SQUARE_PT = (220, 300, 300, 380)  # in the unrotated page

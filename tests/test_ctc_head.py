@@ -1,5 +1,5 @@
-"""Recognizer output cut to a character set: which classes stay (``engines.charsets``) and the
-cut graph's output (``engines.ctc_head``) against the full one, on a small built graph."""
+"""Recognizer output cut to a character set: which classes stay (``engines.rapidocr.charsets``) and the
+cut graph's output (``engines.rapidocr.ctc_head``) against the full one, on a small built graph."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from engines.charsets import in_charset, is_east_asian, kept_classes
-from engines.ctc_head import restrict_classes
+from engines.rapidocr.charsets import in_charset, is_east_asian, kept_classes
+from engines.rapidocr.ctc_head import restrict_classes
 
 FEATURES, CLASSES = 6, 9
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from engines.base import PageImage, PageMeta
-from engines.dots_engine import DotsLayoutEngine, DotsOptions
-from engines.dots_output import model_input_size
-from engines.dots_prompts import build_prompt
-from engines.generation import Generated, Request
+from engines.generative.dots import DotsLayoutEngine, DotsOptions
+from engines.generative.dots_output import model_input_size
+from engines.generative.dots_prompts import build_prompt
+from engines.generative.generation import Generated, Request
 from engines.registry import build_engine
 
 

@@ -13,8 +13,8 @@ import math
 import pytest
 
 from engines.base import CATEGORIES
-from engines.dots_output import ParsedPage, model_input_size, parse_layout, parse_text
-from engines.dots_prompts import PROMPTS, build_prompt, expects_json
+from engines.generative.dots_output import ParsedPage, model_input_size, parse_layout, parse_text
+from engines.generative.dots_prompts import PROMPTS, build_prompt, expects_json
 
 # A US-letter page at 150 dpi; with dots.ocr's default budget the model sees 1288x1652
 # (1275/28 = 45.5 -> 46*28, 1650/28 = 58.9 -> 59*28).

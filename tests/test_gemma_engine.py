@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.gemma_engine import GemmaPictureEngine, upscale_to_min_side
+from engines.generative.gemma import GemmaPictureEngine, upscale_to_min_side
 from engines.registry import build_engine
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engines.generation import Request, TransformersGenerator
+from engines.generative.generation import Request, TransformersGenerator
 from vlm.loading import ModelSource, load_model_and_processor
 
 

@@ -17,12 +17,20 @@ from PIL import Image
 
 from actors.stages import read_document, split_document
 from documents.images import (
-    DocumentImages, ImageIndex, crop_image_name, images_complete, manifest, page_image_name, png_from_rgb, write_image,
+    DocumentImages,
+    ImageIndex,
+    crop_image_name,
+    images_complete,
+    manifest,
+    page_image_name,
+    png_from_rgb,
+    write_image,
     write_manifest,
 )
 from documents.report import DocumentReport, PageRecord, combined_page_records
 from documents.writer import UnsafePath
-from engines.rapidocr_engine import RapidOCREngine, RapidOCROptions
+from engines.rapidocr.engine import RapidOCREngine
+from engines.rapidocr.options import RapidOCROptions
 from jobs.ocr import main
 
 ARGS = ["--set", "cluster.num_cpus=2", "--set", "ocr.layout.pool.concurrency=[1,1]"]

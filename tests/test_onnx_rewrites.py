@@ -1,4 +1,4 @@
-"""engines.onnx_rewrites: each rewrite fires where it is exact, leaves the graph alone where
+"""engines.rapidocr.onnx_rewrites: each rewrite fires where it is exact, leaves the graph alone where
 it is not, and keeps the outputs (small built graphs and the PP-OCR models in the wheel)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from engines.onnx_rewrites import fold_scalar_affine, fuse_erf_gelu, fuse_hard_swish, optimize_model
-from engines.ppocr_models import model_set
+from engines.rapidocr.onnx_rewrites import fold_scalar_affine, fuse_erf_gelu, fuse_hard_swish, optimize_model
+from engines.rapidocr.ppocr_models import model_set
 
 RNG = np.random.default_rng(0)
 

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from engines.openvino_session import OpenVINOSession, sigmoid
-from engines.ppocr_models import ModelSet, model_set
+from engines.rapidocr.openvino_session import OpenVINOSession, sigmoid
+from engines.rapidocr.ppocr_models import ModelSet, model_set
 
 DETECTOR_INPUT = (1, 3, 128, 160)
 
@@ -26,7 +26,7 @@ def _text_canvas(tiny: ModelSet) -> np.ndarray:
     """The detector's input for black words on white paper, normalised as the model set says."""
     import cv2
 
-    from engines.rapidocr_engine import detector_input
+    from engines.rapidocr.engine import detector_input
 
     image = np.full((DETECTOR_INPUT[2], DETECTOR_INPUT[3], 3), 255, np.uint8)
     for row, words in enumerate(("Some words", "on a page")):

@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engines.generation import Request, TransformersGenerator
-from engines.static_decoding import StaticDecodingGenerator
+from engines.decoding.static_decoding import StaticDecodingGenerator
+from engines.generative.generation import Request, TransformersGenerator
 from vlm.families import UnsupportedModel, family_of, supported
 from vlm.loading import ModelLoadError, ModelSource, load_model_and_processor
 from vlm.tiny import text_like_pages
@@ -120,8 +120,8 @@ def test_dots_engine_on_every_decode_path(tiny_dots_dir: Path) -> None:
 
 
 def test_vllm_backend_is_configured_for_the_published_checkpoint(tiny_dots_dir: Path) -> None:
-    from engines.hf_options import GenerativeEngineOptions
-    from engines.vllm_backend import vllm_engine_args, vllm_requests
+    from engines.generative.options import GenerativeEngineOptions
+    from engines.generative.vllm_backend import vllm_engine_args, vllm_requests
 
     options = GenerativeEngineOptions(model=str(tiny_dots_dir), backend="vllm", trust_remote_code=True, dtype="bfloat16")
     args = vllm_engine_args(options)
@@ -134,7 +134,7 @@ def test_vllm_backend_is_configured_for_the_published_checkpoint(tiny_dots_dir: 
 def test_gemma3n_loads_from_the_declared_install_and_reads_crops(tiny_gemma3n_dir: Path) -> None:
     import numpy as np
 
-    from engines.gemma_engine import GemmaOptions, GemmaPictureEngine
+    from engines.generative.gemma import GemmaOptions, GemmaPictureEngine
 
     declared = [line for line in requires("docvlm") or [] if line.startswith("timm") and 'extra == "models"' in line]
     assert declared, "the models extra must install timm: Gemma 3n's vision tower is timm's MobileNet-V5"
@@ -183,8 +183,8 @@ def test_flops_pooling_and_compression_on_the_published_dots(tiny_dots_dir: Path
 
     from compression.flops import count_flops
     from compression.lowrank import compress
-    from compression.pooling import PoolingConfig, PooledProcessor, apply_token_pooling
-    from engines.generation import encode_requests
+    from compression.pooling import PooledProcessor, PoolingConfig, apply_token_pooling
+    from engines.generative.generation import encode_requests
 
     model, processor = _dots(tiny_dots_dir)
     requests = [Request(image=page, prompt="Read the page.") for page in text_like_pages([(224, 168)])]

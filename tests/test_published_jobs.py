@@ -95,7 +95,7 @@ def test_ocr_job_reads_picture_crops_with_gemma3n(ray_cpu, sample_pdf: Path, tmp
 def test_distilled_dots_is_smaller_cheaper_and_served(ray_cpu, lines: Path, tmp_path: Path, tiny_dots_dir: Path) -> None:
     from compression.flops import count_flops
     from compression.persistence import is_compressed_checkpoint
-    from engines.generation import Request, encode_requests
+    from engines.generative.generation import Request, encode_requests
     from jobs.distill import main
     from vlm.loading import ModelSource, load_model_and_processor
     from vlm.tiny import text_like_pages

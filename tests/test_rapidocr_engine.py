@@ -15,24 +15,14 @@ from pydantic import ValidationError
 from rapidfuzz.distance import Levenshtein
 
 from engines.base import PictureOCREngine
-from engines.charsets import is_east_asian
-from engines.openvino_session import OpenVINOSession, cpu_default_precision
-from engines.ppocr_models import model_set
-from engines.rapidocr_engine import (
-    RapidOCREngine,
-    RapidOCROptions,
-    TextLine,
-    blank_runs,
-    detector_input,
-    ink_mask,
-    insert_spaces,
-    needs_wider_gap,
-    pitch_ratios,
-    reading_order,
-    resolve_runtime,
-    restore_spaces,
-    space_allowed,
-)
+from engines.rapidocr.charsets import is_east_asian
+from engines.rapidocr.content_bands import blank_runs
+from engines.rapidocr.engine import RapidOCREngine, TextLine, detector_input, resolve_runtime
+from engines.rapidocr.lines import reading_order, to_bgr
+from engines.rapidocr.openvino_session import OpenVINOSession, cpu_default_precision
+from engines.rapidocr.options import RapidOCROptions
+from engines.rapidocr.ppocr_models import model_set
+from engines.rapidocr.spaces import ink_mask, insert_spaces, needs_wider_gap, pitch_ratios, restore_spaces, space_allowed
 from samples.generate import PICTURE_WORDS, TITLE, generate
 
 DPI = 150
@@ -239,14 +229,14 @@ def test_skip_blank_detects_on_a_smaller_canvas_and_reads_the_same(samples: dict
     inputs: dict[str, list[tuple[int, ...]]] = {"banded": [], "whole": []}
 
     class Recording:  # records the detector's input shapes, runs the real session
-        def __init__(self, session, shapes: list[tuple[int, ...]]) -> None:  # noqa: ANN001
+        def __init__(self, session, shapes: list[tuple[int, ...]]) -> None:
             self.session, self.shapes = session, shapes
 
-        def run(self, names, feed, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+        def run(self, names, feed, *args, **kwargs):
             self.shapes.extend(value.shape for value in feed.values())
             return self.session.run(names, feed, *args, **kwargs)
 
-        def __getattr__(self, name: str):  # noqa: ANN204
+        def __getattr__(self, name: str):
             return getattr(self.session, name)
 
     for label, instance in (("banded", banded), ("whole", whole)):
@@ -276,14 +266,13 @@ def test_detector_input_matches_rapidocr_and_is_contiguous() -> None:
 
 def test_whole_page_detection_matches_rapidocrs_own_call(engine: RapidOCREngine, samples: dict[str, Path]) -> None:
     """skip_blank off: the engine's own detector call finds RapidOCR's boxes; small images go to RapidOCR."""
-    from engines.rapidocr_engine import to_bgr
 
     whole = RapidOCREngine(RapidOCROptions(skip_blank=False))
     page = to_bgr(_rgb(pymupdf.Pixmap(str(samples["png"]))))
     ours = whole._detect_on_scaled_image(page)
     theirs, _ = whole._ocr(page, use_det=True, use_cls=False, use_rec=False)
     assert ours is not None and len(ours) == len(theirs) > 10
-    order = lambda boxes: sorted(np.asarray(boxes).reshape(-1, 8).tolist())  # noqa: E731 - RapidOCR sorts rows
+    order = lambda boxes: sorted(np.asarray(boxes).reshape(-1, 8).tolist())
     assert np.allclose(order(ours), order(theirs), atol=0.01)
     assert whole._detect_on_scaled_image(np.full((120, 300, 3), 255, np.uint8)) is None  # upscaled by RapidOCR
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engines.generation import Request, TransformersGenerator, encode_requests
-from engines.page_encoding import EncodedPage, collate
-from engines.slot_refill import SlotRefillDecoder, StopRule
-from engines.static_decoding import StaticDecodingGenerator, resolve_decode, static_decoding_blockers
+from engines.decoding.page_encoding import EncodedPage, collate
+from engines.decoding.slot_refill import SlotRefillDecoder, StopRule
+from engines.decoding.static_decoding import StaticDecodingGenerator, resolve_decode, static_decoding_blockers
+from engines.generative.generation import Request, TransformersGenerator, encode_requests
 from vlm.loading import ModelSource, load_model_and_processor
 from vlm.tiny import text_like_pages
 
@@ -141,8 +141,8 @@ def test_out_of_memory_halves_the_slots_and_loses_no_page(qwen) -> None:
 @pytest.mark.parametrize("pooling", ["avg:2", "norm_drop:0.5"])
 def test_pooled_visual_tokens_decode_the_same(tiny_qwen_dir: Path, pooling: str) -> None:
     """Token pooling (compression.pooling) rewrites prompts and M-RoPE positions; the static path follows both."""
-    from engines.backends import install_pooling
     from compression.settings import PoolingConfig
+    from engines.generative.backends import install_pooling
 
     model, processor = load_model_and_processor(ModelSource(model=str(tiny_qwen_dir)))
     model, processor = install_pooling(_sharpen(model), processor, PoolingConfig.model_validate(pooling))
@@ -176,7 +176,7 @@ def test_same_shapes_are_reused_across_calls(qwen) -> None:
 
 def test_decode_step_traces_as_one_graph(qwen) -> None:
     """What CUDA graphs need: the step (static cache, explicit positions, mask) compiles without graph breaks."""
-    from engines.decode_step import greedy_step
+    from engines.decoding.decode_step import greedy_step
     from vlm.forward_args import cache_keyword, logits_to_keep
 
     model, processor = qwen
@@ -209,9 +209,10 @@ def test_decode_mode_resolution(qwen, tiny_gemma_dir: Path) -> None:
 
 
 def test_dots_engine_runs_on_static_decoding(tiny_qwen_dir: Path) -> None:
+    import numpy as np
+
     from engines.base import PageImage, PageMeta
     from engines.registry import build_engine
-    import numpy as np
 
     options = {"model": str(tiny_qwen_dir), "max_new_tokens": 3, "extra_max_new_tokens": 2, "max_pixels": 224 * 224, "batch_size": 2,
                "decode": "static"}
@@ -237,7 +238,7 @@ def test_warm_up_builds_every_slot_bucket_then_calls_reuse_them(qwen) -> None:
 
 def test_dots_engine_warms_up_a_compiled_generator_at_start() -> None:
     """The engine hands its own prompt and budget to ``warm_up``, on a blank letter-size page within its pixel budget."""
-    from engines.dots_engine import DotsLayoutEngine, DotsOptions
+    from engines.generative.dots import DotsLayoutEngine, DotsOptions
 
     class CompiledGenerator:
         compiled = True

@@ -135,8 +135,8 @@ def test_dots_engine_serves_pooled_tokens(tiny_qwen_dir: Path) -> None:
 
     from compression.pooling import PoolingConfig, token_pooling_config
     from engines.base import PageImage, PageMeta
-    from engines.generation import Request
-    from engines.hf_options import GenerativeEngineOptions
+    from engines.generative.generation import Request
+    from engines.generative.options import GenerativeEngineOptions
     from engines.registry import build_engine
 
     with pytest.raises(ValueError, match="transformers"):
@@ -290,8 +290,8 @@ def test_interrupted_sweep_resumes_without_redoing_finished_trials(sweep_run: di
 @pytest.mark.ray
 def test_best_yaml_is_served_by_the_ocr_job(sweep_run: dict, lines_dir: Path, tmp_path: Path) -> None:
     from compression.pooling import token_pooling_config
-    from configuration import load_config
     from compression.settings import PoolingConfig
+    from configuration import load_config
     from jobs.ocr import main as ocr_main
     from training.data.sources import DatasetSpec, iter_records
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from transformers import AutoProcessor
 
-from engines.generation import Request
-from engines.hf_options import GenerativeEngineOptions
-from engines.vllm_backend import VLLMGenerator, vllm_engine_args, vllm_requests
+from engines.generative.generation import Request
+from engines.generative.options import GenerativeEngineOptions
+from engines.generative.vllm_backend import VLLMGenerator, vllm_engine_args, vllm_requests
 from vlm.loading import ModelLoadError
 
 

@@ -64,7 +64,7 @@ class OcrScores:
     count: int
 
     @classmethod
-    def compute(cls, predictions: Sequence[str], references: Sequence[str], *, normalize: bool = False) -> "OcrScores":
+    def compute(cls, predictions: Sequence[str], references: Sequence[str], *, normalize: bool = False) -> OcrScores:
         cer = character_error_rate(predictions, references, normalize=normalize)
         return cls(
             cer=cer,

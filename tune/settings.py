@@ -37,7 +37,7 @@ class RatioRange(_Strict):
     step: float = Field(0.5, gt=0, description="spacing of the ratios tried")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "RatioRange":
+    def _ordered(self) -> RatioRange:
         if self.high < self.low:
             raise ValueError(f"ratio range high {self.high} is below low {self.low}")
         if len(self.values()) > 200:

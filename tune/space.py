@@ -33,7 +33,7 @@ class TrialPoint:
     distill_steps: int
 
     @classmethod
-    def make(cls, ratio: float, parts: str, pooling: Any, max_pixels: int | None, distill_steps: int) -> "TrialPoint":
+    def make(cls, ratio: float, parts: str, pooling: Any, max_pixels: int | None, distill_steps: int) -> TrialPoint:
         """The normalised point (validates the pooling value)."""
         ratio = float(ratio)
         label = PoolingConfig.model_validate(pooling).label
@@ -42,7 +42,7 @@ class TrialPoint:
         return cls(ratio, str(parts), label, None if max_pixels is None else int(max_pixels), int(distill_steps))
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "TrialPoint":
+    def from_config(cls, config: dict[str, Any]) -> TrialPoint:
         """From a Tune trial config: ``{"point": {...}}`` (grid) or the flat axes (Optuna)."""
         values = config.get("point", config)
         return cls.make(values["ratio"], values["parts"], values["pooling"], values.get("max_pixels"), values.get("distill_steps", 0))

@@ -7,7 +7,7 @@ What a trial measures, in order:
    trial of the same (ratio, parts) wait and load it instead of factoring again), so the
    pooling and resolution axes reuse the SVD factors;
 2. the processor's pixel budget (``max_pixels``) and the token pooling, installed the way
-   the OCR engine installs them (``engines.backends.install_pooling``);
+   the OCR engine installs them (``engines.generative.backends.install_pooling``);
 3. accuracy on the held-out rows: 1 - CER of greedy transcriptions, or multiple-choice
    accuracy by likelihood (``training.evaluate``), and the mean output length in tokens;
 4. FLOPs per page with ``compression.flops.count_flops``, one page at a time:
@@ -186,7 +186,7 @@ def compression_summary(model_path: str) -> dict[str, Any]:
 def prepare(spec: TrialSpec, point: TrialPoint, model_path: str, device: str) -> tuple[Any, Any, dict[str, Any]]:
     """Load the model, set the pixel budget, install pooling (as the OCR engine does); returns the effective budget too."""
     from compression.resolution import pixel_budget, set_pixel_budget
-    from engines.backends import install_pooling
+    from engines.generative.backends import install_pooling
 
     model, processor = load_model(spec, model_path, device)
     low, high = pixel_budget(processor)

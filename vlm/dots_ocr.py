@@ -28,7 +28,7 @@ page. The user must never have to edit files in the checkpoint folder, so the lo
    not from the ``attn_implementation`` given to ``from_pretrained``; the loader sets it
    to what it resolved (sdpa where flash-attn is missing).
 6. **Positions.** The language model is a Qwen2 with 1-D RoPE; static decoding counts
-   positions over the attention mask (``engines.rope_positions``, family table).
+   positions over the attention mask (``engines.decoding.rope_positions``, family table).
 
 The hooks are plain PyTorch forward pre-hooks: they survive ``copy.deepcopy``, peft's
 wrappers and DeepSpeed, and ``save_pretrained`` writes the checkpoint unchanged.

@@ -169,7 +169,7 @@ def load_config(source: ModelSource, role: Role | None = None) -> tuple[Any, Mod
     location = check_model_location(source.model)
     try:
         config = AutoConfig.from_pretrained(location, **hub_kwargs(source))
-    except Exception as exc:  # noqa: BLE001 - re-raised with the model named
+    except Exception as exc:
         raise load_error(source, exc, "the config of model") from exc
     try:
         family = family_for(config.model_type, role=role, what=f"model {source.model}")
@@ -220,7 +220,7 @@ def load_model_and_processor(
             adapter.adapt_model(model)
     except ModelLoadError:
         raise
-    except Exception as exc:  # noqa: BLE001 - re-raised with the model named
+    except Exception as exc:
         raise load_error(source, exc) from exc
     if source.adapter:
         model = attach_adapter(model, source)
@@ -250,7 +250,7 @@ def attach_adapter(model: Any, source: ModelSource) -> Any:
         model = PeftModel.from_pretrained(
             model, location, is_trainable=False, local_files_only=offline_mode(source), token=hub_token()
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ModelLoadError(f"cannot load adapter {source.adapter} on model {source.model}: {exc}") from exc
     return model.merge_and_unload() if source.merge_adapter else model
 

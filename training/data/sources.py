@@ -201,7 +201,6 @@ def parquet_files(path: Path, split: str | None) -> list[Path]:
 
 def _load_parquet(path: Path, split: str | None):
     import datasets
-
     import pyarrow.parquet as pq
 
     files = parquet_files(path, split)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -127,7 +127,7 @@ def font_dirs() -> list[Path]:
     return dirs
 
 
-@lru_cache(maxsize=None)
+@cache
 def find_font(name: str) -> Path:
     """Resolve a font file name (or path) to a file, or say where it was looked for."""
     candidate = Path(name)
@@ -172,8 +172,8 @@ def sample_text(rng: random.Random, kind: Kind, max_chars: int) -> str:
 
 def sample_formula(rng: random.Random) -> str:
     """A short LaTeX-like formula: fractions, powers, subscripts, sums."""
-    s = lambda: rng.choice(_FORMULA_SYMBOLS)  # noqa: E731
-    d = lambda: str(rng.randint(1, 9))  # noqa: E731
+    s = lambda: rng.choice(_FORMULA_SYMBOLS)
+    d = lambda: str(rng.randint(1, 9))
     return rng.choice(
         [
             lambda: f"{s()}^{{{d()}}}+{s()}_{{{d()}}}",

@@ -7,7 +7,7 @@
 #     module is imported, and config.json's auto_map has no AutoProcessor entry, so
 #     AutoProcessor.from_pretrained(folder, trust_remote_code=True) does not find it;
 #   * DotsOCRConfig.save_pretrained drops the config's auto class before saving.
-from typing import Any, Optional
+from typing import Any
 
 from transformers import AutoProcessor, Qwen2_5_VLProcessor
 from transformers.configuration_utils import PretrainedConfig
@@ -61,7 +61,7 @@ class DotsVisionConfig(PretrainedConfig):
 class DotsOCRConfig(Qwen2Config):
     model_type = "dots_ocr"
 
-    def __init__(self, image_token_id=151665, video_token_id=151656, vision_config: Optional[dict] = None, *args, **kwargs):
+    def __init__(self, image_token_id=151665, video_token_id=151656, vision_config: dict | None = None, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.image_token_id = image_token_id
         self.video_token_id = video_token_id

@@ -8,7 +8,6 @@
 #     mm_token_type_ids, which generate() then refuses as an unused model kwarg;
 #   * prepare_inputs_for_generation sends pixel_values again whenever cache_position is None,
 #     which newer transformers no longer passes: the second decode step then fails.
-from typing import List, Optional, Tuple, Union
 
 import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -44,20 +43,20 @@ class DotsOCRForCausalLM(Qwen2ForCausalLM):
     def forward(
         self,
         input_ids: torch.LongTensor,
-        pixel_values: Optional[torch.FloatTensor] = None,
-        image_grid_thw: Optional[torch.FloatTensor] = None,
-        inputs_embeds: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.LongTensor] = None,
-        past_key_values: Optional[List[torch.FloatTensor]] = None,
-        labels: Optional[torch.LongTensor] = None,
-        output_attentions: Optional[bool] = None,
-        output_hidden_states: Optional[bool] = None,
-        return_dict: Optional[bool] = None,
-        use_cache: Optional[bool] = None,
+        pixel_values: torch.FloatTensor | None = None,
+        image_grid_thw: torch.FloatTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: list[torch.FloatTensor] | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        use_cache: bool | None = None,
         logits_to_keep: int = 0,
         **loss_kwargs,
-    ) -> Union[Tuple, CausalLMOutputWithPast]:
+    ) -> tuple | CausalLMOutputWithPast:
         assert len(input_ids) >= 1, f"empty input_ids {input_ids.shape=}"
         if inputs_embeds is None:
             img_mask = input_ids == self.config.image_token_id

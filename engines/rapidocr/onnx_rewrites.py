@@ -6,8 +6,8 @@ from Paddle op by op, and onnxruntime's own optimizer leaves three patterns alon
 
 * **Exact GELU** exported as ``x * (erf(x / sqrt 2) + 1) * 0.5``: five elementwise passes.
   onnxruntime's ``com.microsoft`` ``Gelu`` kernel computes the same function in one
-  (PP-OCRv6 tiny: 13 in the detector, 10 in the recognizer; 1.24x and 1.18x faster
-  with one thread). It is an onnxruntime contrib op, which is fine: these graphs are only
+  (PP-OCRv6 tiny: 13 in the detector, 10 in the recognizer; the speed-up is in
+  docs/benchmarks.md). It is an onnxruntime contrib op, which is fine: these graphs are only
   ever handed to onnxruntime sessions.
 * **Hard-swish** exported as ``x * clip(x + 3, 0, 6) / 6``: four elementwise passes over
   the tensor. ``x * HardSigmoid(x; 1/6, 1/2)`` is the same function in two

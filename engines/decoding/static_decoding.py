@@ -2,22 +2,22 @@
 
 What it puts together, and why (figures: DOTS-shaped model on one H100, see docs/gpu-engines.md):
 
-* **Static cache + compiled step** (``engines.kv_slots``, ``engines.decode_step``): plain
+* **Static cache + compiled step** (``engines.decoding.kv_slots``, ``engines.decoding.decode_step``): plain
   ``generate`` spends ~105 ms per decode step on host overhead at any batch size;
   a CUDA-graph step over a static cache does the same work in a fraction of that.
-* **Buckets** (``engines.batch_sizing``): slot counts are ``slots``, ``slots/4``, ... and
+* **Buckets** (``engines.generative.batch_sizing``): slot counts are ``slots``, ``slots/4``, ... and
   cache lengths a quarter-octave grid, so compiled graphs are reused; ``warm_up`` compiles
   them at actor start and logs the time once.
 * **Memory-aware slots**: the slot count is the largest that fits ``memory_fraction`` of
   free GPU memory for the cache length at hand, capped at ``batch_size``. An
   out-of-memory error still halves it and reruns only the pages not finished yet.
-* **Slot refill** (``engines.slot_refill``): a page that ends frees its slot for a waiting
+* **Slot refill** (``engines.decoding.slot_refill``): a page that ends frees its slot for a waiting
   one; when none waits, the batch shrinks to a smaller bucket.
-* **Encoding off the critical path** (``engines.page_encoding``): the processor runs on a
+* **Encoding off the critical path** (``engines.decoding.page_encoding``): the processor runs on a
   background thread while the GPU decodes; refills prefill several pages at once, so the
   vision tower runs batched.
 * **Same greedy tokens as ``generate``**: the prompt pass is the model's own ``forward``
-  with the positions ``generate`` would use (``engines.rope_positions``), and decoding is
+  with the positions ``generate`` would use (``engines.decoding.rope_positions``), and decoding is
   argmax over the same logits; checked token for token in ``tests/test_static_decoding.py``.
 
 Limits: models whose cache has sliding-window layers (Gemma 3) and checkpoints whose
@@ -32,14 +32,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from engines.batch_sizing import cache_length, fit_batch_size, free_device_memory, kv_bytes_per_token, slot_buckets
-from engines.decode_step import DecodeStep
+from engines.decoding.decode_step import DecodeStep
+from engines.decoding.kv_slots import SlotCachePool
+from engines.decoding.page_encoding import EncodeAhead, EncodedPage, collate
+from engines.decoding.rope_positions import position_scheme
+from engines.decoding.slot_refill import Decoded, DecodeStats, Prefilled, SlotRefillDecoder, StopRule
+from engines.generative.batch_sizing import cache_length, fit_batch_size, free_device_memory, kv_bytes_per_token, slot_buckets
+from engines.generative.generation import Generated, Request, encode_requests, end_token_ids, free_accelerator_memory, is_out_of_memory, to_generated
 from vlm.forward_args import cache_keyword, logits_to_keep
-from engines.generation import Generated, Request, end_token_ids, encode_requests, free_accelerator_memory, is_out_of_memory, to_generated
-from engines.kv_slots import SlotCachePool
-from engines.page_encoding import EncodeAhead, EncodedPage, collate
-from engines.rope_positions import position_scheme
-from engines.slot_refill import Decoded, DecodeStats, Prefilled, SlotRefillDecoder, StopRule
 
 logger = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ A PP-OCR recognizer ends in ``Softmax(MatMul(features, W) + b)`` over every clas
 knows. Keeping only some classes means keeping those columns of ``W`` and entries of ``b``:
 the logits of the kept classes are unchanged, the softmax renormalises over them, so a
 column's best kept class is the one the full model ranks highest among them. Cheaper:
-PP-OCRv6 tiny's 80 x 6906 layer is about a fifth of a line's recognition time (in bf16;
-its recognizer is 1.26-1.34x faster with 618 classes, ``engines.charsets``' ``latin``).
+PP-OCRv6 tiny's 80 x 6906 output layer is a sizeable share of a line's recognition time,
+and ``engines.rapidocr.charsets``' ``latin`` keeps 618 classes (measured in docs/benchmarks.md).
 
-Not an identity, unlike ``engines.onnx_rewrites``: a column the full model gave to a
+Not an identity, unlike ``engines.rapidocr.onnx_rewrites``: a column the full model gave to a
 dropped class now goes to a kept one, and scores rise where dropped classes held
 probability mass. That is the point for documents without those characters.
 """

@@ -10,7 +10,7 @@ leaves out the East Asian scripts (CJK ideographs and radicals, kana, Hangul, Yi
 punctuation) and the full-width and small forms used in East Asian text. Tesseract's
 ``eng`` model, which the OCR bench compares with, knows a similar set.
 
-Pure Python; which model and decoder this applies to is ``engines.ctc_head``'s and the
+Pure Python; which model and decoder this applies to is ``engines.rapidocr.ctc_head``'s and the
 engine's business.
 """
 

@@ -4,10 +4,10 @@ Per batch of pages:
 
 1. each page is resized the way the model expects (sides multiples of 28, area within
    min/max pixels) and paired with the prompt of the configured mode, in the model's
-   own words (``engines.dots_prompts``);
+   own words (``engines.generative.dots_prompts``);
 2. one generator call answers all pages: on CUDA static-cache decoding with slot refill
-   (``engines.static_decoding``), else batched ``generate``, or vLLM;
-3. the output is parsed (``engines.dots_output``): boxes go back to page pixels, tables
+   (``engines.decoding.static_decoding``), else batched ``generate``, or vLLM;
+3. the output is parsed (``engines.generative.dots_output``): boxes go back to page pixels, tables
    stay HTML, formulas LaTeX, pictures lose their text (picture OCR reads them);
 4. pages whose output was cut off or invalid are generated again, alone in a smaller
    batch, with ``max_new_tokens + extra_max_new_tokens``; a page that still fails keeps
@@ -29,10 +29,11 @@ from PIL import Image
 from pydantic import Field, model_validator
 
 from engines.base import Element, PageError, PageImage, PageLayout, PageMeta
-from engines.dots_output import model_input_size, parse_layout, parse_text
-from engines.dots_prompts import PromptMode, build_prompt, expects_json
-from engines.generation import Generated, Request
-from engines.hf_options import GenerativeEngineOptions
+from engines.generative.dots_output import model_input_size, parse_layout, parse_text
+from engines.generative.dots_prompts import PromptMode, build_prompt, expects_json
+from engines.generative.generation import Generated, Request
+from engines.generative.options import GenerativeEngineOptions
+
 
 class DotsOptions(GenerativeEngineOptions):
     model: str = Field("rednote-hilab/dots.ocr", description="local checkpoint folder or hub id")
@@ -50,7 +51,7 @@ class DotsOptions(GenerativeEngineOptions):
     max_pixels: int = Field(11_289_600, ge=784, description="pages are resized to at most this many pixels (dots.ocr default)")
 
     @model_validator(mode="after")
-    def _grounding(self) -> "DotsOptions":
+    def _grounding(self) -> DotsOptions:
         if self.prompt_mode == "grounding_ocr" and self.grounding_bbox is None:
             raise ValueError("prompt_mode grounding_ocr needs grounding_bbox: [x0, y0, x1, y1] in page pixels")
         if self.prompt_mode != "grounding_ocr" and self.grounding_bbox is not None:
@@ -62,7 +63,7 @@ class DotsLayoutEngine:
     name = "dots"
 
     def __init__(self, options: DotsOptions, generator: object | None = None):
-        from engines.backends import build_generator
+        from engines.generative.backends import build_generator
 
         self.options = options
         self.generator = generator or build_generator(options, "layout")

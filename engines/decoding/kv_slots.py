@@ -129,7 +129,7 @@ class SlotCache:
         self.starts = [None if start is None or start + delta < 0 else start + delta for start in self.starts]
         self.set_column(self.column + delta)
 
-    def copy_rows(self, target: "SlotCache", rows: Sequence[int]) -> None:
+    def copy_rows(self, target: SlotCache, rows: Sequence[int]) -> None:
         """Copy ``rows`` of this cache into slots 0..len(rows)-1 of ``target`` (same length); other target slots are emptied."""
         if target.length != self.length or len(rows) > target.slots:
             raise ValueError(f"cannot copy {len(rows)} rows of a {self.slots}x{self.length} cache into {target.slots}x{target.length}")

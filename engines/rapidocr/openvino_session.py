@@ -1,9 +1,8 @@
 """An ONNX model on OpenVINO's CPU plugin, behind the part of onnxruntime's session API RapidOCR calls.
 
 Why OpenVINO: on CPUs with native bf16 instructions (AVX512_BF16 or AMX) its CPU plugin
-runs convolutions in bf16 by default, and onnxruntime has no bf16 path on x86. For
-PP-OCRv6 tiny that is 1.3x to 1.5x the pages/s of onnxruntime on one thread with the
-same text (``python -m bench.ocr_quality``); line boxes move by 0.02 to 0.2 px on average.
+runs convolutions in bf16 by default, and onnxruntime has no bf16 path on x86: more
+pages/s with the same text (``python -m bench.ocr_quality``; figures in docs/ocr-pipeline.md).
 In f32 it is no faster than onnxruntime with the rewritten graphs, so the engine's
 ``runtime: auto`` takes OpenVINO only where it computes in bf16.
 
@@ -11,9 +10,9 @@ RapidOCR keeps its stages' pre- and post-processing and calls ``session.run(name
 through its own wrappers; ``RapidOCREngine`` swaps this class in as their ``session``.
 
 A model output that is a sigmoid (the DB detector's probability map) is computed here in
-numpy from the logits. With dynamic shapes OpenVINO runs that last sigmoid unfused on its
-16-channel blocked layout, so a 1-channel 704x832 map took 7.8 ms of the detector's 47;
-without it the detector is 1.15-1.19x faster, same values (within 1e-9).
+numpy from the logits: with dynamic shapes OpenVINO runs that last sigmoid unfused on its
+16-channel blocked layout, a sizeable share of the detector's time; without it the detector
+is faster with the same values (within 1e-9; docs/ocr-pipeline.md).
 """
 
 from __future__ import annotations

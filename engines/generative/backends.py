@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engines.generation import TextGenerator, TransformersGenerator
 from compression.settings import PoolingConfig
-from engines.hf_options import GenerativeEngineOptions
+from engines.generative.generation import TextGenerator, TransformersGenerator
+from engines.generative.options import GenerativeEngineOptions
 from vlm.families import Role
 from vlm.loading import ModelLoadError, load_model_and_processor
 
@@ -14,13 +14,13 @@ from vlm.loading import ModelLoadError, load_model_and_processor
 def build_generator(options: GenerativeEngineOptions, role: Role) -> TextGenerator:
     """Load the model once (per actor) behind the common ``TextGenerator`` interface; ``role``: the engine's (family table)."""
     if options.backend == "vllm":
-        from engines.vllm_backend import VLLMGenerator
+        from engines.generative.vllm_backend import VLLMGenerator
 
         return VLLMGenerator(options, role)
     model, processor = load_model_and_processor(options, role)
     set_pixel_budget(processor, options.min_pixels, options.max_pixels)
     model, processor = install_pooling(model, processor, options.pooling, options.model)
-    from engines.static_decoding import StaticDecodingGenerator, resolve_compile, resolve_decode
+    from engines.decoding.static_decoding import StaticDecodingGenerator, resolve_compile, resolve_decode
 
     try:
         decode = resolve_decode(options.decode, model)

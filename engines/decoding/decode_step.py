@@ -1,11 +1,11 @@
 """One greedy decode step over a ``SlotCache``, optionally compiled with CUDA graphs.
 
-On the H100 a plain decode step of the DOTS-shaped model costs about 105 ms at any
-batch size, almost all of it host-side launch overhead (hundreds of small kernels).
+On a GPU a plain decode step of a DOTS-sized model is almost all host-side launch
+overhead (hundreds of small kernels), whatever the batch size.
 ``torch.compile(mode="reduce-overhead")`` fuses the step and replays it as a CUDA graph,
-which the static cache makes possible (fixed shapes, fixed addresses): 17 ms at batch 48
-in the same measurement. The step also takes the argmax inside the graph so only
-``slots`` token ids leave the GPU.
+which the static cache makes possible (fixed shapes, fixed addresses); the figures are in
+docs/gpu-engines.md. The step also takes the argmax inside the graph so only ``slots``
+token ids leave the GPU.
 
 GPU-only pieces: CUDA graphs need CUDA; on CPU the step runs eagerly (``compile=False``,
 the default there), which is what the CPU tests exercise. ``torch.compile`` of this very
@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from engines.kv_slots import SlotCache
-from engines.rope_positions import PositionScheme
+from engines.decoding.kv_slots import SlotCache
+from engines.decoding.rope_positions import PositionScheme
 from vlm.forward_args import cache_keyword, logits_to_keep
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from typing import Any, Mapping, Protocol
 import torch
 
 
-
 class PositionScheme(Protocol):
     def prefill(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Position ids for the (left-padded) prompt, and each row's next position ``(batch,)``."""

@@ -31,8 +31,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from engines.batch_sizing import round_up, slot_buckets
-from engines.kv_slots import SlotCache, SlotCachePool
+from engines.decoding.kv_slots import SlotCache, SlotCachePool
+from engines.generative.batch_sizing import round_up, slot_buckets
 
 
 @dataclass
@@ -79,7 +79,7 @@ class DecodeStats:
     decode_s: float = 0.0
     batch_shapes: set[tuple[int, int]] = field(default_factory=set)
 
-    def add(self, other: "DecodeStats") -> None:
+    def add(self, other: DecodeStats) -> None:
         for name in ("steps", "slot_steps", "busy_slot_steps", "prefills", "prefilled_pages", "compactions", "shrinks", "prefill_s", "decode_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.batch_shapes |= other.batch_shapes

@@ -19,8 +19,8 @@ engines use that to retry with a larger budget.
 
 This is the ``decode: dynamic`` path (and the baseline of ``bench/gpu_engine.py``); the
 ``static`` path, compiled static-cache decoding with slot refill, is
-``engines.static_decoding``. Both size their batch from free GPU memory
-(``engines.batch_sizing``) when a memory fraction is given.
+``engines.decoding.static_decoding``. Both size their batch from free GPU memory
+(``engines.generative.batch_sizing``) when a memory fraction is given.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Generated:
 
 
 class TextGenerator(Protocol):
-    """A back-end that answers image+prompt requests (transformers here, vLLM in ``engines.vllm_backend``)."""
+    """A back-end that answers image+prompt requests (transformers here, vLLM in ``engines.generative.vllm_backend``)."""
 
     def generate(self, requests: Sequence[Request], max_new_tokens: int) -> list[Generated]: ...
 
@@ -114,7 +114,7 @@ class TransformersGenerator:
 
     def _batch_size(self, largest: Request, max_new_tokens: int) -> int:
         """``batch_size``, lowered on CUDA to what fits in ``memory_fraction`` of free memory."""
-        from engines.batch_sizing import fit_batch_size, free_device_memory, kv_bytes_per_token
+        from engines.generative.batch_sizing import fit_batch_size, free_device_memory, kv_bytes_per_token
 
         free = free_device_memory(self.model.device) if self.memory_fraction else None
         if free is None:

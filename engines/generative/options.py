@@ -50,7 +50,7 @@ class GenerativeEngineOptions(ModelSource):
     )
 
     @model_validator(mode="after")
-    def _pixels(self) -> "GenerativeEngineOptions":
+    def _pixels(self) -> GenerativeEngineOptions:
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels {self.min_pixels} is larger than max_pixels {self.max_pixels}")
         if self.backend == "vllm" and not self.pooling.is_identity:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Sequence
 
-from engines.generation import Generated, Request
-from engines.hf_options import GenerativeEngineOptions
+from engines.generative.generation import Generated, Request
+from engines.generative.options import GenerativeEngineOptions
 from vlm.families import Role
 from vlm.loading import ModelLoadError, check_model_location, load_config, load_processor
 
@@ -86,6 +86,6 @@ class VLLMGenerator:
 
     def close(self) -> None:
         self.llm = None
-        from engines.generation import free_accelerator_memory
+        from engines.generative.generation import free_accelerator_memory
 
         free_accelerator_memory()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engines.content_bands import background_color, blank_runs, content_strength
+from engines.rapidocr.content_bands import background_color, blank_runs, content_strength
 
 Quad = list[list[float]]
 

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from engines.generation import Request
-from engines.hf_options import GenerativeEngineOptions
+from engines.generative.generation import Request
+from engines.generative.options import GenerativeEngineOptions
 
 DEFAULT_PROMPT = (
     "Extract all text visible in this image, in reading order. "
@@ -40,7 +40,7 @@ class GemmaPictureEngine:
     name = "gemma"
 
     def __init__(self, options: GemmaOptions, generator: object | None = None):
-        from engines.backends import build_generator
+        from engines.generative.backends import build_generator
 
         self.options = options
         self.generator = generator or build_generator(options, "picture")
