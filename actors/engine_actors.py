@@ -132,7 +132,8 @@ class PictureOCRActor(EngineHost):
         for (row, region_id, bbox, _), outcome in zip(jobs, outcomes):
             if outcome.failure:
                 failure = outcome.failure
-                add_error(row, _error_kind(failure.kind), f"picture region {region_id}: {failure.kind}: {failure.message}", "picture", failure.attempts)
+                message = f"picture region {region_id}: {failure.kind}: {failure.message}"
+                add_error(row, _error_kind(failure.kind), message, "picture", failure.attempts)
                 continue
             results.setdefault(id(row), []).append({"region_id": int(region_id), "bbox": [float(v) for v in bbox], "text": outcome.result})
         for row in rows:

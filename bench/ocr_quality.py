@@ -206,8 +206,8 @@ def print_stages(images: list[np.ndarray], base: RapidOCROptions, repeats: int) 
         for skip_blank in (True, False):
             engine = RapidOCREngine(base.model_copy(update={"threads": 1, "skip_blank": skip_blank}))
             engine.read_lines(images[0])
-            _, page = best_time(lambda: [engine.read_lines(image) for image in images], repeats)
-            _, detection = best_time(lambda: [engine.detect(image) for image in images], repeats)
+            _, page = best_time(lambda engine=engine: [engine.read_lines(image) for image in images], repeats)
+            _, detection = best_time(lambda engine=engine: [engine.detect(image) for image in images], repeats)
             pages = len(images)
             print(f"  skip_blank={str(skip_blank).lower():<5}  page {page / pages:.3f} s  detection {detection / pages:.3f} s"
                   f"  rest (recognition, crops) {(page - detection) / pages:.3f} s")

@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"2 actors / 1 actor, per core:     {ratios['two_actors_over_one_per_core']}  (target >= 1.7; 1 actor on 1 core, 2 on 2)")
     else:
         print("2 actors / 1 actor, per core:     not measured (--no-per-core, or fewer than 2 cores)")
-    print(f"  on the same cores, whole run:    {ratios['two_actors_over_one']}  (bounded by 2L / (L + O): the 1-actor run has a core free for the rest)")
+    print(f"  on the same cores, whole run:    {ratios['two_actors_over_one']}  "
+          "(bounded by 2L / (L + O): the 1-actor run has a core free for the rest)")
     print(f"  on the same cores, from the first document: {ratios['two_actors_over_one_after_first_document']}  (start-up left out)")
     print(f"pipeline / best sequential loop:  {ratios['pipeline_over_best_sequential']}  (target >= 0.9)")
     print(f"cpu count: {os.cpu_count()}")

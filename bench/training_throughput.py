@@ -30,7 +30,9 @@ def run(workers: int, cpus: int, steps: int, micro_batch: int, data: Path, stora
     config = AppConfig()
     train = config.train
     train.scaling = train.scaling.model_copy(update={"num_workers": workers, "cpus_per_worker": cpus / workers, "use_gpu": gpu})
-    train.optim = train.optim.model_copy(update={"micro_batch_size": micro_batch * 2 // workers, "max_steps": steps, "warmup_steps": 5, "learning_rate": 1e-3})
+    train.optim = train.optim.model_copy(
+        update={"micro_batch_size": micro_batch * 2 // workers, "max_steps": steps, "warmup_steps": 5, "learning_rate": 1e-3}
+    )
     train.checkpoint = train.checkpoint.model_copy(update={"every_steps": steps // 2, "storage_path": str(storage), "max_failures": 0})
     train.data = train.data.model_copy(update={"eval_samples": 0})
     if gpu:

@@ -182,7 +182,10 @@ def pool_processor_inputs(
         raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
     length = max(len(r) for r in kept_rows)
     new_mask = torch.zeros((len(kept_rows), length), dtype=mask.dtype, device=mask.device)
-    rebuilt = {k: torch.full((len(kept_rows), length), pad_token_id if k == "input_ids" else 0, dtype=data[k].dtype, device=data[k].device) for k in per_token}
+    rebuilt = {
+        k: torch.full((len(kept_rows), length), pad_token_id if k == "input_ids" else 0, dtype=data[k].dtype, device=data[k].device)
+        for k in per_token
+    }
     for b, rows in enumerate(kept_rows):
         cols = slice(length - len(rows), length) if side == "left" else slice(0, len(rows))
         new_mask[b, cols] = 1
@@ -316,7 +319,9 @@ class _TokenPooling:
         self._check_placeholders(input_ids, attention_mask, image_grid_thw)
         if self.config.method != "norm_drop":
             grid = pooled_image_grid_thw(image_grid_thw, self.config, self.merge_size)
-            return self.original_rope_index(input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=grid, attention_mask=attention_mask, **rest)
+            return self.original_rope_index(
+                input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=grid, attention_mask=attention_mask, **rest
+            )
         keeps = self._kept_indices(image_grid_thw, kwargs.get("pixel_values"))
         return self._norm_drop_rope_index(input_ids, mm_token_type_ids, image_grid_thw, attention_mask, keeps, rest)
 

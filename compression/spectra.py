@@ -57,14 +57,14 @@ def plot_spectra(stats: CompressionStats, path: str | Path, title: str | None = 
             ax.plot([layer.rank], [relative[layer.rank - 1]], "o", color=color, markersize=3.5)
         kept = [layer.energy_kept for _, layer in members]
         ax.set_yscale("log")
-        ax.set_title(f"{kind}\nrank {_span([l.rank for _, l in members])}, energy kept {_span_percent(kept)}", fontsize=8)
+        ax.set_title(f"{kind}\nrank {_span([layer.rank for _, layer in members])}, energy kept {_span_percent(kept)}", fontsize=8)
         ax.set_xlabel("singular value index", fontsize=8)
         ax.set_ylabel("σ / σ₁", fontsize=8)
         ax.tick_params(labelsize=7)
     overview = flat[len(kinds)]
     overview.bar(range(len(layers)), [100 * layer.energy_kept for layer in layers], width=1.0, color="tab:blue")
     overview.set_ylim(0, 100)
-    overview.set_title(f"energy kept per layer (model order), mean {100 * _mean([l.energy_kept for l in layers]):.1f} %", fontsize=8)
+    overview.set_title(f"energy kept per layer (model order), mean {100 * _mean([layer.energy_kept for layer in layers]):.1f} %", fontsize=8)
     overview.set_xlabel("compressed layer", fontsize=8)
     overview.set_ylabel("% of σ² kept", fontsize=8)
     overview.tick_params(labelsize=7)

@@ -34,7 +34,11 @@ class EngineTimeout(TimeoutError):
     """An engine call ran past its time limit; its thread may still be running (the caller must not trust the engine)."""
 
 
-def with_timeout(call: Callable[[Sequence[Item]], Sequence[Result]], seconds_per_item: float | None, on_timeout: Callable[[], None] = lambda: None) -> Callable[[Sequence[Item]], Sequence[Result]]:
+def with_timeout(
+    call: Callable[[Sequence[Item]], Sequence[Result]],
+    seconds_per_item: float | None,
+    on_timeout: Callable[[], None] = lambda: None,
+) -> Callable[[Sequence[Item]], Sequence[Result]]:
     """Wrap ``call`` so it raises ``EngineTimeout`` after ``seconds_per_item * len(items)`` seconds.
 
     A hung engine cannot be interrupted from Python: the call runs in a daemon thread

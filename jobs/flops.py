@@ -126,8 +126,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run_command("jobs.flops", build_parser(), argv, run, lambda result: f"{flops_table({'': result['flops']})}\n{json.dumps(result, indent=2)}",
-                       json_out=lambda args: args.out)
+    def show(result: dict[str, Any]) -> str:
+        return f"{flops_table({'': result['flops']})}\n{json.dumps(result, indent=2)}"
+
+    return run_command("jobs.flops", build_parser(), argv, run, show, json_out=lambda args: args.out)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,10 @@ def _model_location(model: str) -> str:
         return model  # a hub id
     path = Path(model).expanduser().resolve()
     if not path.is_dir():
-        raise FileNotFoundError(f"tune.model {model} does not exist (train the reference model with python -m jobs.train_reference, or point tune.model at a checkpoint)")
+        raise FileNotFoundError(
+            f"tune.model {model} does not exist (train the reference model with python -m jobs.train_reference, "
+            "or point tune.model at a checkpoint)"
+        )
     return str(path)
 
 

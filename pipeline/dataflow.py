@@ -125,6 +125,8 @@ def build_dataset(documents: list[InputDocument], ocr: OCRConfig, out_dir: Path 
     ds = ds.map(crop_page, fn_kwargs=crop_kwargs, num_cpus=cpu)
     return ds.map_batches(
         PictureOCRActor,
-        fn_constructor_kwargs={"engine": ocr.picture.engine, "options": ocr.picture.options, "retries": ocr.retries, "page_timeout_s": ocr.page_timeout_s},
+        fn_constructor_kwargs={
+            "engine": ocr.picture.engine, "options": ocr.picture.options, "retries": ocr.retries, "page_timeout_s": ocr.page_timeout_s
+        },
         **_pool_args(ocr.picture.pool),
     )

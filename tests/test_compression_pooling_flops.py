@@ -170,7 +170,9 @@ def test_window_reordering_is_undone_before_the_merged_output(tiny_path, process
     assert torch.allclose(merged, direct, atol=1e-6)
 
 
-@pytest.mark.parametrize("config", [PoolingConfig(factor=2), PoolingConfig(factor=2, method="max"), PoolingConfig(method="norm_drop", keep_ratio=0.25)])
+@pytest.mark.parametrize(
+    "config", [PoolingConfig(factor=2), PoolingConfig(factor=2, method="max"), PoolingConfig(method="norm_drop", keep_ratio=0.25)]
+)
 def test_generate_batched_with_different_image_sizes(tiny_path, processor, config):
     model = apply_token_pooling(load(tiny_path), config)
     assert token_pooling_config(model) == config
@@ -193,7 +195,10 @@ def test_avg_positions_follow_the_pooled_grid(tiny_path, processor):
     model = apply_token_pooling(load(tiny_path), PoolingConfig(factor=2))
     inputs = batch(processor, [ODD], PoolingConfig(factor=2))
     positions, _ = model.model.get_rope_index(
-        inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"], image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"]
+        inputs["input_ids"],
+        mm_token_type_ids=inputs["mm_token_type_ids"],
+        image_grid_thw=inputs["image_grid_thw"],
+        attention_mask=inputs["attention_mask"],
     )
     is_image = inputs["input_ids"][0] == image_token(processor)
     image_pos = positions[:, 0, is_image]
@@ -209,14 +214,21 @@ def test_norm_drop_tokens_keep_their_original_positions(tiny_path, processor):
     model = load(tiny_path)
     inner = model.model
     base = batch(processor, [EVEN, EVEN_WIDE])
-    base_pos, _ = inner.get_rope_index(base["input_ids"], mm_token_type_ids=base["mm_token_type_ids"], image_grid_thw=base["image_grid_thw"], attention_mask=base["attention_mask"])
+    base_pos, _ = inner.get_rope_index(
+        base["input_ids"], mm_token_type_ids=base["mm_token_type_ids"], image_grid_thw=base["image_grid_thw"], attention_mask=base["attention_mask"]
+    )
     with torch.no_grad():
         full = inner.get_image_features(base["pixel_values"], base["image_grid_thw"]).pooler_output
     apply_token_pooling(model, config)
     inputs = batch(processor, [EVEN, EVEN_WIDE], config)
     with torch.no_grad():
         kept = inner.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
-    positions, deltas = inner.get_rope_index(inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"], image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"])
+    positions, deltas = inner.get_rope_index(
+        inputs["input_ids"],
+        mm_token_type_ids=inputs["mm_token_type_ids"],
+        image_grid_thw=inputs["image_grid_thw"],
+        attention_mask=inputs["attention_mask"],
+    )
     token = image_token(processor)
     for b in range(2):
         n = full[b].shape[0]
@@ -316,7 +328,9 @@ def test_pixel_budget_changes_patches_and_flops(tiny_path):
     assert batch(processor, [EVEN_WIDE])["image_grid_thw"].tolist() == [[1, 16, 12]]
 
 
-@pytest.mark.parametrize("low, high, message", [(100, 224 * 224, "below one merged"), (224 * 224, 56 * 56, "larger than"), (3136.5, 50176, "whole number")])
+@pytest.mark.parametrize(
+    "low, high, message", [(100, 224 * 224, "below one merged"), (224 * 224, 56 * 56, "larger than"), (3136.5, 50176, "whole number")]
+)
 def test_pixel_budget_validation(processor, low, high, message):
     with pytest.raises(ValueError, match=message):
         set_pixel_budget(processor, low, high)

@@ -107,6 +107,6 @@ def test_stack_keeps_pixels_aligned_and_maps_boxes_back() -> None:
         dx, dy = -placement.band.left, placement.row - placement.band.top
         on_canvas.append([[left + dx, top + dy], [right + dx, top + dy], [right + dx, bottom + dy], [left + dx, bottom + dy]])
     back = boxes_to_image(np.array(on_canvas, dtype=np.float32), placements)
-    expected = [[[l, t], [r, t], [r, b], [l, b]] for l, t, r, b in boxes]
+    expected = [[[x0, y0], [x1, y0], [x1, y1], [x0, y1]] for x0, y0, x1, y1 in boxes]
     assert np.allclose(back, expected)
     assert boxes_to_image(np.zeros((0, 4, 2)), placements).shape == (0, 4, 2)

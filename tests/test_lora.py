@@ -206,7 +206,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(request: pytest.Fixture
         for prefix in MODELS[kind][2:]:
             first = next(name for name, _ in base.named_modules() if name.startswith(prefix + "0.") and name in adapted)
             base.get_submodule(first).register_forward_pre_hook(
-                lambda *_, key=prefix: calls.__setitem__(key, calls.get(key, 0) + 1)
+                lambda *_, key=prefix, calls=calls: calls.__setitem__(key, calls.get(key, 0) + 1)
             )
         peft_model.train()
         peft_model(**batch(processor)).loss.backward()
@@ -269,7 +269,9 @@ def test_export_zip(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     adapter_dir = save_adapter(peft_model, tmp_path / "adapter", processor)
     settings = LoraSettings(targets="both", r=8, gradient_checkpointing=False)
     extra = {"cer": 0.125, "steps": 3}
-    zip_path = export_adapter_zip(adapter_dir, tmp_path / "out" / "lora.zip", base_model=str(location), settings=settings, family=family_for("qwen2_5_vl"), extra=extra)
+    zip_path = export_adapter_zip(
+        adapter_dir, tmp_path / "out" / "lora.zip", base_model=str(location), settings=settings, family=family_for("qwen2_5_vl"), extra=extra
+    )
 
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()

@@ -70,7 +70,7 @@ def test_only_a_page_with_pictures_carries_its_crop_source(samples_dir, pixels):
         assert len(pictured["pixels"]) == pictured["width"] * pictured["height"] * 3 and pictured["pdf_bytes"] == b""
     else:
         assert pictured["pixels"] == b"" and pictured["pdf_bytes"].startswith(b"%PDF")
-    assert '"got_pixels": %s' % str(pixels).lower() in pictured["layout_info"]
+    assert f'"got_pixels": {str(pixels).lower()}' in pictured["layout_info"]
 
     cropped = [crop_page(dict(row), CROP) for row in (plain, pictured)]
     assert cropped[0]["crops"] == b"" and not cropped[0]["error_json"]

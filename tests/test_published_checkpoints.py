@@ -38,7 +38,10 @@ def test_fixture_has_the_published_quirks(tiny_dots_dir: Path) -> None:
     added = {token["content"]: token["id"] for token in vocab["added_tokens"]}
     assert added["<|imgpad|>"] == 151665 and added["<|endofassistant|>"] == 151673 and added["<|endoftext|>"] == 151643
     # In a fresh process AutoProcessor does not find DotsVLProcessor: it returns a bare tokenizer.
-    script = f"from transformers import AutoProcessor; print(type(AutoProcessor.from_pretrained({str(tiny_dots_dir)!r}, trust_remote_code=True)).__name__)"
+    script = (
+        "from transformers import AutoProcessor; "
+        f"print(type(AutoProcessor.from_pretrained({str(tiny_dots_dir)!r}, trust_remote_code=True)).__name__)"
+    )
     found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert "Tokenizer" in found.stdout.strip().splitlines()[-1], found.stderr[-2000:]
     # The published modelling code, as it is: forward takes no mm_token_type_ids, the tower casts to bf16 by default.

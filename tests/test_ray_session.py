@@ -1,4 +1,5 @@
-"""The local Ray the job starts: idle task workers survive the gaps of a streaming run, workers run at the configured niceness, and no prestarted worker is left unusable."""
+"""The local Ray the job starts: idle task workers survive the gaps of a streaming run, workers run at the configured
+niceness, and no prestarted worker is left unusable."""
 
 from __future__ import annotations
 

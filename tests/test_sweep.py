@@ -25,7 +25,9 @@ from tune.space import BASELINE, TrialPoint, grid_points, optuna_axes
 def test_space_values_are_validated() -> None:
     from pydantic import ValidationError
 
-    space = SpaceSettings(ratio={"low": 1, "high": 2, "step": 0.5}, parts="both", pooling=["none", "avg:2", {"method": "norm_drop", "keep_ratio": 0.5}])
+    space = SpaceSettings(
+        ratio={"low": 1, "high": 2, "step": 0.5}, parts="both", pooling=["none", "avg:2", {"method": "norm_drop", "keep_ratio": 0.5}]
+    )
     assert space.ratios() == [1.0, 1.5, 2.0]
     assert space.parts == ["both"]
     assert [p.label for p in space.pooling] == ["none", "avg:2", "norm_drop:0.5"]
@@ -48,7 +50,9 @@ def test_targets_are_absolute_relative_or_baseline_deltas() -> None:
 
 
 def test_grid_runs_the_baseline_first_and_each_distinct_model_once() -> None:
-    settings = TuneSettings(space={"ratio": [2, 1], "parts": ["language", "vision"], "pooling": ["avg:2"], "max_pixels": [4704], "distill_steps": [0, 5]})
+    settings = TuneSettings(
+        space={"ratio": [2, 1], "parts": ["language", "vision"], "pooling": ["avg:2"], "max_pixels": [4704], "distill_steps": [0, 5]}
+    )
     points = grid_points(settings)
     assert points[0] == BASELINE and BASELINE.ratio == 1.0 and BASELINE.pooling == "none" and BASELINE.max_pixels is None
     assert len(points) == len(set(points)) == len({p.key for p in points})
@@ -254,7 +258,8 @@ def test_sweep_writes_every_output(sweep_run: dict) -> None:
     # SVD factors once per (ratio, parts): every ratio-2 evaluation without distillation loads the same folder
     assert {Path(r["model_dir"]).resolve() for r in compressed if r["distill_steps"] == 0} == {(run_dir / "models" / "r2-both").resolve()}
     report = json.loads((run_dir / "pareto.json").read_text())
-    assert report["baseline"]["key"] == BASELINE.key and report["counts"] == {"trials": len(points), "done": len(done), "error": 1, "stopped": 0, "unfinished": 0}
+    assert report["baseline"]["key"] == BASELINE.key
+    assert report["counts"] == {"trials": len(points), "done": len(done), "error": 1, "stopped": 0, "unfinished": 0}
     assert report["winner"] is not None and report["winner"]["accuracy"] >= report["targets"]["accuracy_min"]
 
 

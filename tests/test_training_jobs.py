@@ -37,7 +37,9 @@ def _config(tmp_path: Path, **train: object) -> AppConfig:
     settings = config.train
     settings.reference = settings.reference.model_copy(update=TINY_SHAPE)
     settings.optim = settings.optim.model_copy(update={"micro_batch_size": 8, "learning_rate": 2e-3, "warmup_steps": 2, "max_steps": 8})
-    settings.checkpoint = settings.checkpoint.model_copy(update={"every_steps": 4, "keep": 10, "storage_path": str(tmp_path / "runs"), "max_failures": 0})
+    settings.checkpoint = settings.checkpoint.model_copy(
+        update={"every_steps": 4, "keep": 10, "storage_path": str(tmp_path / "runs"), "max_failures": 0}
+    )
     settings.data = settings.data.model_copy(update={"eval_samples": 8, "max_new_tokens": 16})
     for key, value in train.items():
         section, field = key.split("__")
@@ -212,7 +214,9 @@ def test_multiple_choice_rows_train_with_their_options_for_the_epochs_asked(
     config = _config(tmp_path, optim__micro_batch_size=8, optim__epochs=2.0, checkpoint__every_steps=4)
     config.train.scaling.num_workers = 1
     config.train.data = config.train.data.model_copy(
-        update={"columns": config.train.data.columns.model_copy(update={"text": None, "question": "question", "choices": "choices", "answer": "answer"})}
+        update={"columns": config.train.data.columns.model_copy(
+            update={"text": None, "question": "question", "choices": "choices", "answer": "answer"}
+        )}
     )
     assert config.train.steps_for_epochs(48) == 12  # 2 passes over 48 rows, 8 per step
     job = WorkerJob(kind="reference", settings=config.train, data_dir=str(choices_dir))
@@ -277,7 +281,9 @@ def test_qlora_says_why_it_cannot_run_here(lines_dir: Path, tmp_path: Path, tiny
         pytest.skip("bitsandbytes and CUDA are present: QLoRA runs here")
     from jobs.finetune_lora import main
 
-    code = main(["--base", str(tiny_qwen_dir), "--data", str(lines_dir), "--out", str(tmp_path / "q"), "--preset", "qlora_4bit", "--address", "local"])
+    code = main(
+        ["--base", str(tiny_qwen_dir), "--data", str(lines_dir), "--out", str(tmp_path / "q"), "--preset", "qlora_4bit", "--address", "local"]
+    )
     assert code == 2
     error = capsys.readouterr().err
     assert "qlora_4bit" in error and "bitsandbytes" in error

@@ -29,7 +29,9 @@ def test_prompts_use_the_checkpoints_chat_template(tiny_qwen_dir: Path, tiny_gem
 
 
 def test_engine_arguments_follow_the_options(tiny_qwen_dir: Path) -> None:
-    options = GenerativeEngineOptions(model=str(tiny_qwen_dir), dtype="bfloat16", batch_size=12, min_pixels=1000, max_pixels=2000, trust_remote_code=True)
+    options = GenerativeEngineOptions(
+        model=str(tiny_qwen_dir), dtype="bfloat16", batch_size=12, min_pixels=1000, max_pixels=2000, trust_remote_code=True
+    )
     args = vllm_engine_args(options)
     assert args["model"] == str(tiny_qwen_dir) and args["dtype"] == "bfloat16" and args["max_num_seqs"] == 12
     assert args["mm_processor_kwargs"] == {"min_pixels": 1000, "max_pixels": 2000} and args["trust_remote_code"] is True

@@ -69,7 +69,9 @@ class LoraSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: PresetName = Field("standard", description="minimal r4 | standard r16 | high_capacity r64 | qlora_4bit | qlora_8bit (r16 on a quantized base)")
+    preset: PresetName = Field(
+        "standard", description="minimal r4 | standard r16 | high_capacity r64 | qlora_4bit | qlora_8bit (r16 on a quantized base)"
+    )
     targets: Targets = Field("language", description="which tower gets adapters: language | vision | both")
     r: int | None = Field(None, ge=1, description="LoRA rank (default: the preset's)")
     alpha: float | None = Field(None, gt=0, description="LoRA alpha (default: 2 * r)")

@@ -101,7 +101,8 @@ def analyse(rows: Sequence[dict[str, Any]], targets: TargetSettings) -> dict[str
         lines.append(f"Cheapest configuration with {goal}: {_said(cheapest, baseline)}." if cheapest else f"No configuration reaches {goal}.")
     if targets.flops_max is not None:
         goal = f"FLOPs per page <= {_fmt(flops_max)} ({targets.flops_max.describe()})"
-        lines.append(f"Most accurate configuration with {goal}: {_said(most_accurate, baseline)}." if most_accurate else f"No configuration has {goal}.")
+        found = f"Most accurate configuration with {goal}: {_said(most_accurate, baseline)}." if most_accurate else None
+        lines.append(found or f"No configuration has {goal}.")
     if targets.accuracy_min is not None and targets.flops_max is not None and winner is None:
         lines.append("No configuration meets both targets.")
     counts = {status: sum(1 for r in rows if r.get("status") == status) for status in ("done", "error", "stopped", "unfinished")}
@@ -211,7 +212,9 @@ def plot(rows: Sequence[dict[str, Any]], analysis: dict[str, Any], path: Path, t
         axes.axvline(targets["flops_max"], ls="--", color="tab:green", lw=1, label=f"FLOP target ({targets['flops_max_spec']})")
     winner = analysis.get("winner")
     if winner:
-        axes.scatter([winner[FLOPS]], [winner[ACCURACY]], s=260, facecolors="none", edgecolors="tab:orange", lw=2, label="winner (best.yaml)", zorder=5)
+        axes.scatter(
+            [winner[FLOPS]], [winner[ACCURACY]], s=260, facecolors="none", edgecolors="tab:orange", lw=2, label="winner (best.yaml)", zorder=5
+        )
     flops = [r[FLOPS] for r in scored]
     if flops and min(flops) > 0 and max(flops) / min(flops) > 20:
         axes.set_xscale("log")

@@ -34,7 +34,9 @@ class GenerativeEngineOptions(ModelSource):
         0.85, gt=0, le=1, description="share of free GPU memory the KV cache may take when the batch size is picked (CUDA)"
     )
     warmup_page_pixels: int = Field(
-        2_000_000, ge=0, description="static decoding on CUDA: compile the decode shapes at actor start for a page of this many pixels (0: on first use)"
+        2_000_000,
+        ge=0,
+        description="static decoding on CUDA: compile the decode shapes at actor start for a page of this many pixels (0: on first use)",
     )
     min_pixels: int = Field(3136, ge=784, description="images are resized to at least this many pixels")
     max_pixels: int = Field(11_289_600, ge=784, description="images are resized to at most this many pixels")

@@ -188,4 +188,5 @@ def manual(prose: Prose, title: str, *, lua: bool = False) -> str:
     ]
     header = _header(title, title, lua=lua, options="11pt,a4paper").replace(
         "\\fancyhead[L]{\\small " + tex_escape(title) + "}", "\\fancyhead[L]{\\small\\nouppercase{\\leftmark}}")
-    return header + "\\author{The Fieldkit Maintainers}\n\\date{}\n\\begin{document}\n\\maketitle\n\\tableofcontents\n" + "\n\n".join(body) + "\n\\end{document}\n"
+    front = "\\author{The Fieldkit Maintainers}\n\\date{}\n\\begin{document}\n\\maketitle\n\\tableofcontents\n"
+    return header + front + "\n\n".join(body) + "\n\\end{document}\n"
