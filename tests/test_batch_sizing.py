@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engines import batch_sizing
+from engines.generative import batch_sizing
 from engines.generative.batch_sizing import cache_length, fit_batch_size, kv_bytes_per_token, round_up, slot_buckets
 from vlm.tiny import DOTS_SHAPE
 

@@ -204,7 +204,7 @@ def test_auto_runtime_takes_openvino_only_for_bf16(options: dict, expected: str)
 
 
 def test_openvino_missing_names_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engines import openvino_session
+    from engines.rapidocr import openvino_session
 
     openvino_session.openvino_core.cache_clear()
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
