@@ -35,7 +35,8 @@ import torch
 from PIL import Image
 
 from compression.flops import count_flops
-from compression.pooling import PooledProcessor, PoolingConfig, apply_token_pooling
+from compression.pooled_prompts import PooledProcessor
+from compression.pooling import PoolingConfig, apply_token_pooling
 from vlm.tiny import BENCH_SHAPE, save_tiny_qwen2_5_vl, text_like_pages
 
 

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def finetune(args: argparse.Namespace, config: AppConfig) -> dict[str, Any]:
     from actors.train_worker import WorkerJob
-    from training.lora import QuantizationUnavailable, export_adapter_zip, quantization_support
+    from training.lora import QuantizationUnavailable, quantization_support
+    from training.lora_export import export_adapter_zip
 
     settings = config.train.lora
     if settings.quantization:

@@ -10,16 +10,14 @@ from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from compression.flops import FlopReport, PhaseFlops, count_flops
+from compression.pooled_prompts import PooledProcessor, pool_processor_inputs, visual_token_count
 from compression.pooling import (
-    PooledProcessor,
     PoolingConfig,
     apply_token_pooling,
     pool_image_features,
-    pool_processor_inputs,
     pooled_token_counts,
     remove_token_pooling,
     token_pooling_config,
-    visual_token_count,
 )
 from compression.resolution import pixel_budget, scaled_pixel_budget, set_pixel_budget
 from vlm.tiny import save_tiny_qwen2_5_vl

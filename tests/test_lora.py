@@ -21,7 +21,6 @@ from training.lora import (
     QuantizationUnavailable,
     apply_lora,
     describe_trainable,
-    export_adapter_zip,
     is_quantized,
     lora_target_modules,
     quantization_config,
@@ -29,6 +28,7 @@ from training.lora import (
     save_adapter,
     trainable_parameters,
 )
+from training.lora_export import export_adapter_zip
 from vlm.families import family_for
 from vlm.loading import ModelSource, load_model_and_processor
 from vlm.tiny import text_like_pages

@@ -186,7 +186,8 @@ def test_flops_pooling_and_compression_on_the_published_dots(tiny_dots_dir: Path
 
     from compression.flops import count_flops
     from compression.lowrank import compress
-    from compression.pooling import PooledProcessor, PoolingConfig, apply_token_pooling
+    from compression.pooled_prompts import PooledProcessor
+    from compression.pooling import PoolingConfig, apply_token_pooling
     from engines.generative.generation import encode_requests
 
     model, processor = _dots(tiny_dots_dir)

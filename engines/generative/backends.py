@@ -44,7 +44,8 @@ def install_pooling(model: Any, processor: Any, pooling: PoolingConfig, name: st
     """Pool the visual tokens on the model and shrink the prompts to match; no pooling leaves both as they are."""
     if pooling.is_identity:
         return model, processor
-    from compression.pooling import PooledProcessor, apply_token_pooling
+    from compression.pooled_prompts import PooledProcessor
+    from compression.pooling import apply_token_pooling
 
     try:
         apply_token_pooling(model, pooling)
