@@ -17,7 +17,6 @@ ratio judged here distils the same way. One process, no Ray; CPU by default.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from compression.lowrank import compress
     from compression.persistence import save_compressed
     from compression.report import write_compression_report
+    from documents.writer import atomic_write_json
     from vlm.loading import ModelLoadError, ModelSource, load_model_and_processor
 
     settings = lowrank_settings(args)
@@ -82,11 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise UsageError(f"--out {args.out} already holds files; choose an empty folder or pass --force")
     image = load_page(args.image, args.page, args.dpi) if args.image else _generated_page()
-    on_cpu = args.device == "cpu"
-    source = ModelSource(
-        model=args.model, trust_remote_code=args.trust_remote_code, device_map=None if on_cpu else args.device,
-        dtype="float32" if on_cpu and args.dtype == "auto" else args.dtype,
-    )
+    source = ModelSource.on_device(args.model, args.device, args.dtype, trust_remote_code=args.trust_remote_code)
     try:
         model, processor = load_model_and_processor(source)
     except ModelLoadError as exc:
@@ -122,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "flops": {"before": flops_before, "after": flops_after},
         "files": {"stats": report["table"].name, "spectra": report["spectra"].name},
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(args.out / "summary.json", summary)
     return summary
 
 

@@ -65,14 +65,7 @@ def parse_columns(pairs: list[str]) -> dict[str, str | None]:
 def model_source(args: argparse.Namespace) -> Any:
     from vlm.loading import ModelSource
 
-    on_cpu = args.device == "cpu"
-    return ModelSource(
-        model=args.model,
-        adapter=args.adapter,
-        trust_remote_code=args.trust_remote_code,
-        device_map=None if on_cpu else args.device,
-        dtype="float32" if on_cpu and args.dtype == "auto" else args.dtype,
-    )
+    return ModelSource.on_device(args.model, args.device, args.dtype, adapter=args.adapter, trust_remote_code=args.trust_remote_code)
 
 
 def load_records(args: argparse.Namespace) -> list[Any]:

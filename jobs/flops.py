@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as exc:
         raise UsageError(f"--pooling {args.pooling!r}: {exc}") from exc
     image = load_page(args.image, args.page, args.dpi)
-    source = ModelSource(model=args.model, trust_remote_code=args.trust_remote_code, device_map=None, dtype=args.dtype, attn_implementation="sdpa")
+    source = ModelSource.on_device(args.model, "cpu", args.dtype, trust_remote_code=args.trust_remote_code, attn_implementation="sdpa")
     try:
         model, processor = load_model_and_processor(source)
         low, high = pixel_budget(processor)

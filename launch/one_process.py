@@ -11,7 +11,6 @@ code 2, nothing written.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -34,15 +33,17 @@ def run_command(
     Submitted to a job server instead when ``--address`` says so: the exit code is then the job's.
     """
     from configuration.schema import AppConfig, ClusterConfig
+    from documents.writer import atomic_write_json
     from launch.launcher import ADDRESS_HELP, placement, running_job_id
 
     parser.add_argument("--address", default="auto", help=ADDRESS_HELP + "; this job needs no Ray, so only a job server matters")
     args = parser.parse_args(argv)
     cluster = ClusterConfig(address=args.address)
-    if running_job_id() is None and placement(cluster).kind == "submit":
+    where = placement(cluster)
+    if running_job_id() is None and where.kind == "submit":
         from launch.submit import submit_self
 
-        raise SystemExit(submit_self(placement(cluster).address or "", AppConfig(cluster=cluster), _argv(argv), module=module))
+        raise SystemExit(submit_self(where.address or "", AppConfig(cluster=cluster), _argv(argv), module=module))
     try:
         result = run(args)
     except UsageError as exc:
@@ -50,8 +51,7 @@ def run_command(
         raise SystemExit(2) from None
     out = json_out(args)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_json(out, result)
     print(show(result))
     return result
 

@@ -231,7 +231,6 @@ def test_multiple_choice_rows_train_with_their_options_for_the_epochs_asked(
     results = evaluate(["--model", str(tmp_path / "out" / "model"), "--data", str(choices_dir), "--split", "test", *columns,
                         "--mode", "both", "--max-new-tokens", "6"])
     assert results["open_answer"]["count"] == results["multiple_choice"]["count"] == 6
-    assert 0 <= results["metrics"]["mc_open_accuracy"] <= 1 and 0 <= results["metrics"]["mc_accuracy"] <= 1
 
 
 def test_epochs_and_steps_are_one_or_the_other_on_the_command_line(capsys) -> None:

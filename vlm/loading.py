@@ -42,6 +42,12 @@ class ModelSource(BaseModel):
     merge_adapter: bool = Field(True, description="merge the adapter into the weights after loading (faster generation)")
     local_files_only: bool | None = Field(None, description="never touch the hub; default: follow HF_HUB_OFFLINE")
 
+    @classmethod
+    def on_device(cls, model: str, device: str = "cpu", dtype: str = "auto", **fields: Any) -> ModelSource:
+        """A source for a command-line job's ``--device``/``--dtype``: ``cpu`` places nothing and means float32 for ``auto``."""
+        on_cpu = device == "cpu"
+        return cls(model=model, device_map=None if on_cpu else device, dtype="float32" if on_cpu and dtype == "auto" else dtype, **fields)
+
 
 def resolve_attention(requested: str) -> str:
     """``auto`` means flash-attn when it is importable and CUDA is there, else PyTorch's sdpa."""
