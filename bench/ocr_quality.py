@@ -2,7 +2,8 @@
 
     python -m bench.ocr_quality [--workload scanned|fonts] [--copies 3] [--dpi 150] [--repeats 1]
                                 [--models ppocr-v6-tiny] [--rec-model F] [--stages] [--json out.json]
-    python -m bench.ocr_quality --workload corpus [--corpus DIR] [--only NAME ...] [--no-job] [--json out.json]
+    python -m bench.ocr_quality --workload corpus [--corpus DIR] [--only NAME ...] [--no-job] [--job-copies N]
+                                [--job-set 'KEY=VALUE ...'] [--json out.json]
 
 Workloads, rendered at ``--dpi``:
 * ``scanned`` (default): the pages of the generated scanned twin (``samples.generate``;
@@ -262,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-job", dest="job", action="store_false",
                         help="corpus: leave out the end-to-end run of the OCR job")
     parser.add_argument("--copies", type=int, default=1, help="scanned copies to OCR (2 pages each)")
+    parser.add_argument("--job-copies", type=int, default=1,
+                        help="corpus: the end-to-end run reads this many copies of the scanned documents (a larger"
+                        " collection, over which start-up weighs less)")
+    parser.add_argument("--job-set", action="append", default=[], metavar="'KEY=VALUE ...'",
+                        help="corpus: also run the job with these --set overrides (space-separated; repeatable: one run"
+                        " each), next to the default config")
     parser.add_argument("--dpi", type=int, default=150, help="render resolution of the pages")
     parser.add_argument("--repeats", type=int, default=1, help="time each configuration this often, keep the fastest")
     parser.add_argument("--models", default=RapidOCROptions().models, help="RapidOCROptions.models (the model set)")
@@ -279,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workload == "corpus":
         from bench.corpus_workload import main as corpus_main
 
-        return corpus_main(args.corpus, args.only, args.dpi, args.job, args.json, args.stages)
+        return corpus_main(args.corpus, args.only, args.dpi, args.job, args.json, args.stages, args.job_copies, args.job_set)
     base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
                            rec_model=args.rec_model, rec_keys=args.rec_keys, rec_height=args.rec_height)
     variants = [{}, {"runtime": "openvino", "precision": "f32"}, {"runtime": "onnxruntime"},  # defaults, before-rows

@@ -4,8 +4,9 @@ For pages with a text layer, the layout model classifies text-layer blocks into 
 DOTS classes and the text comes straight from the PDF (exact, no OCR): MuPDF's own words,
 each given to one element (``engines.text_layer``), elements in the order of the page's
 columns (``engines.reading_order``). For image-only
-pages (scans, photos), RapidOCR first writes an invisible text layer into the one-page
-PDF, with pymupdf4llm's own writer (``exec_ocr_full``), and the same layout analysis runs on it.
+pages (scans, photos), RapidOCR's lines are first written into the one-page PDF as a text
+layer, the one pymupdf4llm's OCR writes (``engines.ocr_text_layer``), and the same layout
+analysis runs on it.
 
 OCR is decided by us, not by pymupdf4llm's heuristic: its default also OCRs born-digital
 pages that contain pictures with words, which turns the picture into text boxes. Here a
@@ -27,6 +28,7 @@ from typing import Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
+from engines.ocr_text_layer import render_page, write_lines
 from engines.rapidocr.engine import RapidOCREngine
 from engines.rapidocr.options import RapidOCROptions
 from engines.reading_order import reading_order
@@ -102,24 +104,52 @@ class PyMuPDFLayoutEngine:
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_pymupdf():  # pymupdf4llm prints progress notes
                 if needs_ocr:
-                    self._write_ocr_text_layer(doc[0], dpi=max(36, round(72 * meta.scale)))
-                parsed = self._parse(doc, use_ocr=False, force_text=True, render_html_tables=self.options.html_tables)
+                    self._write_ocr_text_layer(doc[0], page.image, meta)
+                parsed = self._parse_page(doc)
             elements = self._elements(parsed.pages[0].boxes, doc[0], meta)
         finally:
             doc.close()
         return PageLayout(elements=elements, info={"ocr": needs_ocr, "text_layer": meta.has_text_layer})
 
-    def _write_ocr_text_layer(self, page, dpi: int) -> None:
-        """Give ``page`` RapidOCR's text as an invisible text layer, replacing any earlier OCR text.
+    def _write_ocr_text_layer(self, page, image, meta) -> None:
+        """Give ``page`` RapidOCR's text as a text layer, replacing any earlier OCR text.
 
-        Done here rather than through ``parse_document``'s OCR hook: with the hook,
-        pymupdf4llm first analyses the whole page to decide on OCR (its cost is in
-        docs/ocr-pipeline.md), a decision this engine has already made. The layout that follows is
-        the same: the hook would write the same layer with the same call.
+        An image-only page is read from its pixels (``image``, or rendered at the page's
+        scale when the job did not rasterize it) and its lines written in one go
+        (``engines.ocr_text_layer``). A page that has text (``ocr: always``) goes through
+        pymupdf4llm's own writer, which reads only what is not text and replaces earlier
+        OCR text. Either way the engine writes the layer itself rather than through
+        ``parse_document``'s OCR hook: with the hook, pymupdf4llm first analyses the whole
+        page to decide on OCR (its cost is in docs/ocr-pipeline.md), a decision this
+        engine has already made.
         """
-        from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
+        if meta.has_text_layer:
+            from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
 
-        exec_ocr_full(page, self.ocr.full_ocr, dpi=dpi, keep_ocr_text=False)
+            exec_ocr_full(page, self.ocr.full_ocr, dpi=max(36, round(72 * meta.scale)), keep_ocr_text=False)
+            return
+        pixels = image if image is not None else render_page(page, meta.scale)
+        write_lines(page, self.ocr.read_lines(pixels), (pixels.shape[1], pixels.shape[0]))
+
+    def _parse_page(self, doc):
+        """pymupdf4llm's ``parse_document`` on the one-page ``doc``, its table finder run only where it can find a table.
+
+        With ``html_tables`` pymupdf4llm runs ``find_tables`` on every page (a quarter of a
+        scanned page's time). That finder fuses the layout model's table grids with
+        tables drawn in vector lines, so on a page where the layout model sees no table
+        and nothing is drawn (every scanned page without a table) it finds nothing: the
+        layout model runs first here, and its result is handed to ``parse_document``
+        instead of running it again (``_layout_reused``).
+        """
+        page = doc[0]
+        page.remove_rotation()  # as parse_document does first: the layout is of the derotated page
+        page.get_layout(return_raw=True)
+        raw = page.layout_information
+        tables = self.options.html_tables and (
+            any(box.get("class_name") == "table" for box in raw or []) or bool(page.get_cdrawings())
+        )
+        with _layout_reused(raw):
+            return self._parse(doc, use_ocr=False, force_text=True, render_html_tables=tables)
 
     def _elements(self, boxes, page, meta) -> list[Element]:
         """The layout boxes as elements with the text layer's words (``engines.text_layer``), in reading order.
@@ -194,6 +224,27 @@ def _onnx_threads(threads: int):
         yield
     finally:
         onnxruntime.InferenceSession.__init__ = original
+
+
+@contextlib.contextmanager
+def _layout_reused(raw):
+    """Inside this block the layout model's raw analysis (``page.get_layout(return_raw=True)``) is ``raw``.
+
+    pymupdf's ``Page.get_layout`` calls the module's ``_get_layout`` (what pymupdf-layout
+    installs); a raw analysis asked for again in this block returns the one already made.
+    """
+    import pymupdf
+
+    analyse = pymupdf._get_layout
+
+    def reuse(page, **kwargs):
+        return raw if kwargs.get("return_raw") else analyse(page, **kwargs)
+
+    pymupdf._get_layout = reuse
+    try:
+        yield
+    finally:
+        pymupdf._get_layout = analyse
 
 
 @contextlib.contextmanager

@@ -160,7 +160,7 @@ def words_text(words: Sequence[Word]) -> str:
 
 
 def split_columns(words: Sequence[Word], page: Sequence[Word], page_width: float, widen: float = 0.004,
-                  reach: float = 2.0) -> list[list[Word]]:
+                  reach: float = 2.0, wide: float = 0.5, column: float = 0.2) -> list[list[Word]]:
     """``words`` (an element's) split at the page's column gutters they straddle; one group when none.
 
     On a scanned two-column page the layout model can take lines of both columns for one
@@ -170,13 +170,17 @@ def split_columns(words: Sequence[Word], page: Sequence[Word], page_width: float
     words (widened by ``widen`` page widths on each side, so word spaces close) splits it
     only where it is a gutter of the page: no word of ``page`` crosses it beside the
     element, and either the element has two rows or more with words on both sides of it
-    (lines of two columns side by side), or one side holds two lines or more and no word
-    of ``page`` crosses it from ``reach`` word heights above the element to as far below.
-    So a section number and its title, or an equation and its number, stay one element
-    (one row; the text above and below runs through their gaps), and a line on its own
-    (a title between blank space) does not split at its word spaces; a column's overfull
-    line just below the element does not keep two columns' lines together. Words keep
-    their order within each group.
+    (lines of two columns side by side), or no word of ``page`` crosses it from ``reach``
+    word heights above the element to as far below and one side holds two lines or more,
+    or the gap is at least ``wide`` word heights wide and the rows just above or below
+    the element have lines on both sides of it, each side at least ``column`` page widths
+    across (a caption's line beside the next column's heading, on one baseline: the
+    columns go on around them; a list's numbers beside its items do not). So a section
+    number and its title, or an equation and its number, stay one element (one row; the
+    text above and below runs through their gaps), and a line on its own (a title
+    between blank space) does not split at its word spaces; a column's overfull line just
+    below the element does not keep two columns' lines together. Words keep their order
+    within each group.
     """
     from engines.reading_order import columns
 
@@ -186,7 +190,8 @@ def split_columns(words: Sequence[Word], page: Sequence[Word], page_width: float
     if len(groups) < 2:
         return [list(words)]
     boxes = np.asarray([(w.x0, w.y0, w.x1, w.y1) for w in page], dtype=float).reshape(-1, 4)
-    margin = reach * float(np.median([w.y1 - w.y0 for w in words]))
+    height = float(np.median([w.y1 - w.y0 for w in words]))
+    margin = reach * height
     y0, y1 = min(w.y0 for w in words), max(w.y1 for w in words)
     beside = boxes[(boxes[:, 3] > y0) & (boxes[:, 1] < y1)]
     near = boxes[(boxes[:, 3] > y0 - margin) & (boxes[:, 1] < y1 + margin)]
@@ -197,13 +202,23 @@ def split_columns(words: Sequence[Word], page: Sequence[Word], page_width: float
     def lines(indices: Sequence[int]) -> int:
         return len({(words[i].block, words[i].line) for i in indices})
 
+    outside = near[(near[:, 3] <= y0) | (near[:, 1] >= y1)]  # the rows just above and below the element
+
+    def gutter_goes_on(gap0: float, gap1: float) -> bool:
+        """Lines of text on both sides of the gap above or below the element (each side at least ``column``
+        page widths across, not a list's bullets or numbers): the page's columns go on there."""
+        left, right = outside[outside[:, 2] <= gap0], outside[outside[:, 0] >= gap1]
+        return all(len(side) and side[:, 2].max() - side[:, 0].min() >= column * page_width for side in (left, right))
+
     merged = [list(groups[0])]
     for group in groups[1:]:
         gap0 = max(words[i].x1 for i in merged[-1]) + widen * page_width  # the gap's core: neighbouring lines
         gap1 = min(words[i].x0 for i in group) - widen * page_width  # of justified text end a little apart
         split = gap1 > gap0 and not crossed(beside, gap0, gap1) and (
             _two_sided_rows(words, merged[-1], group) >= 2
-            or (not crossed(near, gap0, gap1) and max(lines(merged[-1]), lines(group)) >= 2))
+            or (not crossed(near, gap0, gap1) and (
+                max(lines(merged[-1]), lines(group)) >= 2
+                or (gap1 - gap0 + 2 * widen * page_width >= wide * height and gutter_goes_on(gap0, gap1)))))
         if split:
             merged.append(list(group))
         else:

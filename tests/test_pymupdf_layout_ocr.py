@@ -59,3 +59,45 @@ def test_ocr_auto_keeps_a_page_s_own_text_layer(samples_dir: Path) -> None:
     auto = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(ocr="auto", threads=1))
     layout = auto.layout([_first_page(_with_stale_ocr_layer(samples_dir / "report_scanned.pdf"), "restamped.pdf")])[0]
     assert not layout.info["ocr"] and "ZQXW" in _text(layout)  # auto trusts an existing text layer
+
+
+def test_the_ocr_text_layer_is_the_one_pymupdf4llm_writes(engine: PyMuPDFLayoutEngine, samples_dir: Path) -> None:
+    """``engines.ocr_text_layer`` writes the lines as pymupdf4llm's ``exec_ocr_full`` does: same words, same boxes."""
+    from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
+
+    from engines.ocr_text_layer import write_lines
+
+    page = _first_page((samples_dir / "report_scanned.pdf").read_bytes(), "report_scanned.pdf")
+    lines = engine.ocr.read_lines(page.image)
+    assert len(lines) > 10
+    ours, theirs = (pymupdf.open(stream=page.meta.pdf_bytes, filetype="pdf") for _ in range(2))
+    assert write_lines(ours[0], lines, (page.image.shape[1], page.image.shape[0])) == len(lines)
+    exec_ocr_full(theirs[0], lambda image: [(line.quad, line.text, line.score) for line in lines],
+                  dpi=round(72 * page.meta.scale), keep_ocr_text=False)
+    words = [doc[0].get_text("words") for doc in (ours, theirs)]
+    assert [w[4] for w in words[0]] == [w[4] for w in words[1]] and len(words[0]) > 40
+    assert max(abs(a[i] - b[i]) for a, b in zip(*words) for i in range(4)) < 0.05
+
+
+def test_the_table_finder_runs_only_where_it_can_find_a_table(samples_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a scanned page the table finder runs where the layout model sees a table; skipping it elsewhere
+    changes nothing (it fuses the model's tables with drawn ones, and a scan has neither)."""
+    auto = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=1))
+    _, _, rendered = split_pages((samples_dir / "report_scanned.pdf").read_bytes(), "pdf", SplitLimits())
+    pages = [PageImage(p.image(), PageMeta("s.pdf", "s.pdf", p.page_number, p.width, p.height, p.scale, p.pdf_bytes,
+                                           p.has_text_layer)) for p in rendered]
+    calls: list[int] = []
+    find_tables = pymupdf.Page.find_tables
+
+    def counted(page, *args, **kwargs):
+        calls.append(page.number)
+        return find_tables(page, *args, **kwargs)
+
+    monkeypatch.setattr(pymupdf.Page, "find_tables", counted)
+    layouts = auto.layout(pages)
+    tables = [[e for e in layout.elements if e.category == "Table"] for layout in layouts]
+    assert tables[0] and tables[0][0].text.startswith("<table") and "<td" in tables[0][0].text  # HTML as before
+    assert not tables[1] and len(calls) == 1  # the second page (no table) skipped the finder
+    monkeypatch.setattr(pymupdf.Page, "get_cdrawings", lambda page, *args, **kwargs: [{}])  # "something is drawn"
+    forced = auto.layout(pages[1:])[0]
+    assert len(calls) == 2 and forced.elements == layouts[1].elements

@@ -19,7 +19,7 @@ from bench.scoring import cer, elements_text, normalize, word_recall
 from documents.pages import SplitLimits, split_pages
 from engines.base import PageImage, PageMeta
 from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
-from engines.text_layer import Word, join_lines, segments
+from engines.text_layer import Word, join_lines, segments, split_columns
 
 LEFT_TOP = "Discharge was measured every fifteen minutes at the gauging station below the confluence. " * 3
 LEFT_BOTTOM = "Groundwater levels in the observation wells responded within two days to heavy rainfall. " * 4
@@ -143,3 +143,22 @@ def test_a_latex_two_column_paper_is_its_text_layer(engine: PyMuPDFLayoutEngine,
     assert not any(ligature in text for text in born for ligature in "\ufb00\ufb01\ufb02\ufb03\ufb04")
     scanned = [elements_text(layout.elements) for layout in engine.layout(_pages(_scanned(pdf))[:1])]
     assert cer(scanned, references[:1])[0] < 0.03  # one column read after the other: a wrong order costs 20 %+
+
+
+def test_one_row_across_the_gutter_splits_where_the_columns_go_on_below() -> None:
+    """A caption's line beside the next column's heading on one baseline is two elements' text, not one;
+    a list's numbers beside its items (a narrow column of their own) stay with them."""
+    def word(x0: float, x1: float, y: float, text: str, line: int) -> Word:
+        return Word(x0, y, x1, y + 10, text, 0, line, 0)
+
+    caption = [word(57, 120, 350, "Figure", 0), word(124, 292, 350, "1: the catchment drains", 0)]
+    heading = [word(303, 312, 348, "2", 1), word(316, 482, 348, "Discharge and storage", 1)]
+    below = [word(57, 254, 366, "square kilometres, mostly forested.", 2), word(302, 538, 369, "A rating curve relates", 3),
+             word(57, 292, 380, "the next paragraph of the left column", 4), word(303, 539, 381, "the discharge", 5)]
+    page = caption + heading + below
+    parts = split_columns(caption + heading, page, 612)
+    assert [[w.text for w in part] for part in parts] == [[w.text for w in caption], [w.text for w in heading]]
+
+    number, item = [word(57, 66, 350, "2.", 0)], [word(72, 292, 350, "Temporary files are written", 0)]
+    items_below = [word(57, 66, 364, "3.", 1), word(72, 290, 364, "Nothing is left behind", 1)]
+    assert len(split_columns(number + item, number + item + items_below, 612)) == 1

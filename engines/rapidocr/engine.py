@@ -16,9 +16,10 @@ docs/benchmarks.md):
 * **Speed.** Detection runs on the (possibly downscaled) page, but line crops are cut
   from the full-resolution image, so ``max_side_len`` trades detection time only. With
   ``skip_blank`` the detector sees only the page's content bands, stacked into one
-  smaller image (``engines.rapidocr.content_bands``). Recognition runs one line per
-  batch: batching pads every line to the widest one, which is slower on CPU; short lines
-  are padded to ``rec_min_width``, not RapidOCR's 320.
+  smaller image (``engines.rapidocr.content_bands``). Recognition rounds line widths up
+  to a few per doubling, so the runtime sees a few dozen input shapes, not one per line, and batches
+  only lines of one rounded width (``engines.rapidocr.recognition``); short lines are
+  padded to ``rec_min_width``, not RapidOCR's 320.
 * **bf16 where the CPU has it.** On CPUs with native bf16 instructions (AVX512_BF16,
   AMX) the models run on OpenVINO's CPU plugin, which computes in bf16 there
   (``runtime: auto``, ``engines.rapidocr.openvino_session``); elsewhere on onnxruntime,
@@ -56,6 +57,7 @@ from engines.rapidocr.onnx_rewrites import RewriteCounts, optimize_model
 from engines.rapidocr.openvino_session import OpenVINOSession, cpu_default_precision
 from engines.rapidocr.options import RapidOCROptions
 from engines.rapidocr.ppocr_models import ModelSet, model_set
+from engines.rapidocr.recognition import recognize_lines
 from engines.rapidocr.spaces import char_centers, restore_spaces
 
 #: skip_blank: content bands covering more of the page than this share: detect on the whole page (little to gain).
@@ -131,7 +133,7 @@ class RapidOCREngine:
             quads = split_at_gutters(quads, ink)
         quads = [quads[i] for i in reading_order(quads)]
         crops = [crop_quad(bgr, quad) for quad in quads]
-        results, _ = self._ocr.text_rec(crops, return_word_box=self.keep_spaces)
+        results = self._recognize(crops)
         if self.options.use_cls:
             crops, results = self._fix_upside_down(crops, results)
         lines = []
@@ -171,12 +173,18 @@ class RapidOCREngine:
         if not flagged:
             return crops, results
         turned = [np.ascontiguousarray(np.rot90(crops[i], 2)) for i in flagged]
-        rereads, _ = self._ocr.text_rec(turned, return_word_box=self.keep_spaces)
+        rereads = self._recognize(turned)
         crops, results = list(crops), list(results)
         for i, crop, reread in zip(flagged, turned, rereads):
             if float(reread[1]) > float(results[i][1]):
                 crops[i], results[i] = crop, reread
         return crops, results
+
+    def _recognize(self, crops: Sequence[np.ndarray]) -> list[Any]:
+        """RapidOCR's (text, score, word info) per BGR line crop, in a few input shapes (``engines.rapidocr.recognition``)."""
+        return recognize_lines(self._ocr.text_rec, crops, min_width=self.options.rec_min_width,
+                               width_buckets=self.options.rec_width_buckets, batch=self.options.rec_batch,
+                               return_word_box=self.keep_spaces)
 
     def _normalize_in_float32(self) -> None:
         """Give the detector float32 mean and std (RapidOCR keeps float64 lists).

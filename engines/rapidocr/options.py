@@ -81,6 +81,16 @@ class RapidOCROptions(BaseModel):
         description="lines scaled to rec_height narrower than this are padded to it (RapidOCR and PaddleOCR pad to"
         " 320, which makes the recognizer read blank space after short lines)",
     )
+    rec_width_buckets: int = Field(
+        default=8,
+        ge=0,
+        description="line widths (scaled to rec_height) are rounded up to one of this many widths per doubling (at most"
+        " 1/8 more at 8), so the recognizer sees a few dozen input shapes instead of one per line: the runtime prepares"
+        " each new shape once (0: exact widths)",
+    )
+    rec_batch: int = Field(
+        default=4, ge=1, description="lines of the same rounded width recognized in one call (at most this many)"
+    )
     charset: CharsetName = Field(
         default="all",
         description="characters the recognizer may read: all (the model set's own: Chinese and English) or latin"
