@@ -12,7 +12,9 @@ line. A blank run inside a line box at least ``min_gap`` line heights wide is cu
 from ``reach`` line heights above the line to as far below, the middle of the run stays
 blank on rows that have ink on both sides of it (within two line heights) for at least
 ``min_rows`` line heights of rows in all: the line itself and about two more lines of both
-columns. The middle, because neighbouring lines of justified text end a few pixels
+columns. Where the two columns' lines are out of phase (one column's lines beside the
+other's line gaps, so few rows have ink on both sides), each side's rows count on their
+own, provided hardly any row with ink beside the run has ink in its middle. The middle, because neighbouring lines of justified text end a few pixels
 apart. A wide word space is blank on its own line, and perhaps on the next, but the
 columns do not go on around it for three lines; the last line of a footnote above blank
 paper has no ink to its right; the line under a short heading has no ink above it on the
@@ -37,15 +39,27 @@ def ink_mask(image: np.ndarray, threshold: int = 32) -> np.ndarray:
     return (strength.max(axis=2) if strength.ndim == 3 else strength) > threshold
 
 
-def _is_gutter(ink: np.ndarray, top: int, bottom: int, a: int, b: int, line: int, min_rows: float) -> bool:
-    """Whether the blank run [a, b) is a gutter: its middle blank on rows with ink beside it on both sides."""
+def _is_gutter(ink: np.ndarray, top: int, bottom: int, a: int, b: int, line: int, min_rows: float,
+               crossing: float = 0.1) -> bool:
+    """Whether the blank run [a, b) is a gutter: its middle blank on rows with ink beside it on both sides.
+
+    Both sides on the same rows, or, for columns whose lines are out of phase (the left
+    column's lines beside the right one's line gaps), each side on rows of its own while
+    hardly any row with ink beside the run (at most ``crossing`` of them) has ink in its
+    middle: text running through the run's middle is a word space's neighbourhood.
+    """
     middle = (a + (b - a) * 3 // 10, b - (b - a) * 3 // 10)
     side = 2 * line
     band = ink[top:bottom]
     left = band[:, max(0, a - side): a].any(axis=1)
     right = band[:, b: b + side].any(axis=1)
     blank = ~band[:, middle[0]: max(middle[0] + 1, middle[1])].any(axis=1)
-    return int((left & right & blank).sum()) >= min_rows * line
+    needed = min_rows * line
+    if int((left & right & blank).sum()) >= needed:
+        return True
+    beside = left | right
+    return (int((left & blank).sum()) >= needed and int((right & blank).sum()) >= needed
+            and int((beside & ~blank).sum()) <= crossing * int(beside.sum()))
 
 
 def split_at_gutters(quads: list[Quad], ink: np.ndarray, min_gap: float = 0.3, min_rows: float = 1.5,
