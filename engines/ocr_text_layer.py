@@ -53,12 +53,17 @@ def text_width(text: str, fontsize: float) -> float:
     return fontsize * sum(_ADVANCES[character] for character in text)
 
 
+def page_dpi(scale: float) -> int:
+    """The whole dpi a page of ``scale`` pixels per point was rendered at (the job's split renders at its ``dpi``;
+    ``scale``, the rendered width over the page's, is that rounded)."""
+    return max(36, round(72 * scale))
+
+
 def render_page(page, scale: float) -> np.ndarray:
-    """The page as RGB pixels at the resolution of ``scale`` pixels per point, in whole dpi (as the job's split
-    renders it at its ``dpi``; ``scale``, the rendered width over the page's, is that rounded)."""
+    """The page as RGB pixels at ``page_dpi(scale)``, as the job's split renders it."""
     import pymupdf
 
-    pix = page.get_pixmap(dpi=max(36, round(72 * scale)), colorspace=pymupdf.csRGB, alpha=False)
+    pix = page.get_pixmap(dpi=page_dpi(scale), colorspace=pymupdf.csRGB, alpha=False)
     return np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, 3)
 
 

@@ -28,7 +28,7 @@ from typing import Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
-from engines.ocr_text_layer import render_page, write_lines
+from engines.ocr_text_layer import page_dpi, render_page, write_lines
 from engines.rapidocr.engine import RapidOCREngine
 from engines.rapidocr.options import RapidOCROptions
 from engines.reading_order import reading_order
@@ -126,7 +126,7 @@ class PyMuPDFLayoutEngine:
         if meta.has_text_layer:
             from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
 
-            exec_ocr_full(page, self.ocr.full_ocr, dpi=max(36, round(72 * meta.scale)), keep_ocr_text=False)
+            exec_ocr_full(page, self.ocr.full_ocr, dpi=page_dpi(meta.scale), keep_ocr_text=False)
             return
         pixels = image if image is not None else render_page(page, meta.scale)
         write_lines(page, self.ocr.read_lines(pixels), (pixels.shape[1], pixels.shape[0]))

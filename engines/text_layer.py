@@ -212,13 +212,14 @@ def split_columns(words: Sequence[Word], page: Sequence[Word], page_width: float
 
     merged = [list(groups[0])]
     for group in groups[1:]:
-        gap0 = max(words[i].x1 for i in merged[-1]) + widen * page_width  # the gap's core: neighbouring lines
-        gap1 = min(words[i].x0 for i in group) - widen * page_width  # of justified text end a little apart
+        left_edge, right_edge = max(words[i].x1 for i in merged[-1]), min(words[i].x0 for i in group)
+        gap0 = left_edge + widen * page_width  # the gap's core: neighbouring lines
+        gap1 = right_edge - widen * page_width  # of justified text end a little apart
         split = gap1 > gap0 and not crossed(beside, gap0, gap1) and (
             _two_sided_rows(words, merged[-1], group) >= 2
             or (not crossed(near, gap0, gap1) and (
                 max(lines(merged[-1]), lines(group)) >= 2
-                or (gap1 - gap0 + 2 * widen * page_width >= wide * height and gutter_goes_on(gap0, gap1)))))
+                or (right_edge - left_edge >= wide * height and gutter_goes_on(gap0, gap1)))))
         if split:
             merged.append(list(group))
         else:

@@ -12,12 +12,13 @@ line. A blank run inside a line box at least ``min_gap`` line heights wide is cu
 from ``reach`` line heights above the line to as far below, the middle of the run stays
 blank on rows that have ink on both sides of it (within two line heights) for at least
 ``min_rows`` line heights of rows in all: the line itself and about two more lines of both
-columns. Where the two columns' lines are out of phase (one column's lines beside the
+columns. The middle, because neighbouring lines of justified text end a few pixels
+apart. Where the two columns' lines are out of phase (one column's lines beside the
 other's line gaps, so few rows have ink on both sides), each side's rows count on their
-own, provided hardly any row with ink beside the run has ink in its middle. The middle, because neighbouring lines of justified text end a few pixels
-apart. A wide word space is blank on its own line, and perhaps on the next, but the
-columns do not go on around it for three lines; the last line of a footnote above blank
-paper has no ink to its right; the line under a short heading has no ink above it on the
+own, provided hardly any row with ink beside the run has ink in its middle. A wide word
+space is blank on its own line, and perhaps on the next, but the columns do not go on
+around it for three lines; the last line of a footnote above blank paper has no ink to
+its right; the line under a short heading has no ink above it on the
 right. Gutters, and the gaps between table columns, are cut. Cut pieces keep a margin of
 a quarter line height (the detector's own box margin) and must hold ink.
 
