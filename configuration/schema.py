@@ -68,11 +68,16 @@ class ClusterConfig(Strict):
 class ActorPoolConfig(Strict):
     """Resources of one actor pool. Not part of the config fingerprint: they change speed, not results."""
 
-    concurrency: tuple[int, int] = Field((1, 2), description="min and max actors (autoscaling between them)")
+    concurrency: tuple[int, int | None] = Field(
+        (1, None), description="min and max actors (autoscaling between them); max null: as many as the cluster fits"
+    )
     batch_size: int = Field(
         2, ge=1, description="pages per batch handed to an actor (GPU engines want more; rows wait until a batch fills)"
     )
-    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
+    num_cpus: float = Field(
+        0.75, gt=0, description="CPUs reserved per actor (a CPU engine runs that many inference threads, rounded down, at"
+        " least 1)"
+    )
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor; fractions share a GPU between small models")
 
     @field_validator("concurrency", mode="before")
@@ -85,8 +90,8 @@ class ActorPoolConfig(Strict):
     @model_validator(mode="after")
     def _min_le_max(self) -> ActorPoolConfig:
         low, high = self.concurrency
-        if low < 1 or high < low:
-            raise ValueError(f"concurrency must be 1 <= min <= max, got {list(self.concurrency)}")
+        if low < 1 or (high is not None and high < low):
+            raise ValueError(f"concurrency must be 1 <= min <= max (or max null), got {list(self.concurrency)}")
         return self
 
 
@@ -121,8 +126,8 @@ class PictureConfig(EngineConfig):
     enabled: bool = Field(True, description="run picture-region OCR")
     crop: CropConfig = Field(default_factory=CropConfig)
     # Picture OCR runs on a few crops per page: one light actor by default, so on a small
-    # machine it does not take a whole core away from layout.
-    pool: ActorPoolConfig = Field(default_factory=lambda: ActorPoolConfig(concurrency=(1, 1), batch_size=2, num_cpus=0.5))
+    # machine it does not take a core away from layout (docs/operations.md#cpu-nodes).
+    pool: ActorPoolConfig = Field(default_factory=lambda: ActorPoolConfig(concurrency=(1, 1), batch_size=2, num_cpus=0.25))
 
     @model_validator(mode="after")
     def _options(self) -> PictureConfig:

@@ -29,10 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
 from engines.ocr_text_layer import page_dpi, render_page, write_lines
+from engines.page_image_streams import store_images_as_jpeg
 from engines.rapidocr.engine import RapidOCREngine
 from engines.rapidocr.options import RapidOCROptions
 from engines.reading_order import reading_order
 from engines.text_layer import assign_words, bounds, merge_overlapping, page_words, split_columns, word_groups, words_text
+from engines.threads import inference_threads
 
 _SILENT = logging.getLogger("pymupdf.messages")
 _SILENT.propagate = False
@@ -52,7 +54,8 @@ class PyMuPDFLayoutOptions(BaseModel):
         " layer is replaced); never: no OCR",
     )
     threads: int = Field(
-        0, ge=0, description="ONNX intra-op threads of the layout models (0 = onnxruntime's default: all cores)"
+        0, ge=0, description="ONNX intra-op threads of the layout models; 0: the CPUs Ray reserved for the actor"
+        " (OMP_NUM_THREADS), outside Ray onnxruntime's default (all cores)"
     )
     html_tables: bool = Field(True, description="tables as HTML (else Markdown)")
     strip_list_bullets: bool = Field(True, description="drop the bullet symbol (not a number) that starts a list item")
@@ -68,13 +71,14 @@ class PyMuPDFLayoutEngine:
         # default threads; the project's own modules import it without them
         # (``documents.pymupdf_import``), which also leaves pymupdf4llm's layout mode off.
         built_before = callable(getattr(sys.modules.get("pymupdf"), "_get_layout", None))
-        with _onnx_threads(self.options.threads):
+        threads = inference_threads(self.options.threads)
+        with _onnx_threads(threads):
             import pymupdf
             import pymupdf4llm  # a first import of either builds the sessions here, pinned
 
             if not callable(pymupdf._get_layout):
                 pymupdf4llm.use_layout(True)  # pymupdf4llm's own switch: builds them, pinned
-            elif self.options.threads and built_before:
+            elif threads and built_before:
                 # Built unpinned: rebuild them pinned (0.3 s); unpinned, they cost 12 %
                 # more CPU per page on 2 cores.
                 pymupdf4llm.use_layout(False)
@@ -105,6 +109,7 @@ class PyMuPDFLayoutEngine:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_pymupdf():  # pymupdf4llm prints progress notes
                 if needs_ocr:
                     self._write_ocr_text_layer(doc[0], page.image, meta)
+                store_images_as_jpeg(doc[0])  # read five times below: as JPEG, not PNG encoded each time
                 parsed = self._parse_page(doc)
             elements = self._elements(parsed.pages[0].boxes, doc[0], meta)
         finally:

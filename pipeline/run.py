@@ -75,7 +75,7 @@ def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_
 
     from actors.stages import assemble_page
     from launch.ray_session import ray_connection
-    from pipeline.dataflow import build_dataset, check_capacity
+    from pipeline.dataflow import build_dataset, check_capacity, initial_layout_actors
 
     ocr = config.ocr
     engines = {"layout": ocr.layout.engine}
@@ -97,8 +97,9 @@ def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_
         summary.ray = where
         log.info("running on %s: %d document(s)", where, len(todo))
         resources = ray.cluster_resources()
-        check_capacity(ocr, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
-        dataset = build_dataset(todo, ocr, out_dir)
+        cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+        check_capacity(ocr, cpus, gpus)
+        dataset = build_dataset(todo, ocr, out_dir, initial_layout_actors(ocr, cpus, gpus, len(todo)))
         for row in dataset.iter_rows():
             page = assemble_page(row)
             images.add(page)

@@ -12,7 +12,7 @@ def test_repo_config_loads_and_matches_defaults_where_unchanged():
     config = load_config([ROOT / "ray_config.yaml"])
     assert config.cluster.node_ip_address == "127.0.0.1"
     assert config.ocr.layout.engine == "pymupdf"
-    assert config.ocr.layout.pool.concurrency == (1, 2)
+    assert config.ocr.layout.pool.concurrency == (1, None)  # as many actors as the cluster fits
     # Engine options are validated by the engine and filled with its defaults.
     assert config.ocr.layout.options["ocr"] == "auto"
     assert "rapidocr" in config.ocr.layout.options
@@ -93,3 +93,20 @@ def test_capacity_check_names_the_pools():
     gpu = load_config(overrides=["ocr.layout.pool.num_gpus=0.5"]).ocr
     with pytest.raises(CapacityError, match="GPU"):
         check_capacity(gpu, cluster_cpus=8, cluster_gpus=0)
+
+
+def test_default_pools_start_one_layout_actor_per_core_that_fits():
+    """The layout pool starts at the size the cluster fits (a CPU actor per core on a small node, beside the picture
+    actor and a CPU-stage task), within its bounds and the number of documents, instead of growing one at a time."""
+    from pipeline.dataflow import check_capacity, initial_layout_actors
+
+    ocr = load_config().ocr
+    check_capacity(ocr, cluster_cpus=2, cluster_gpus=0)  # two 0.75-CPU layout actors + 0.25 picture + 0.25 split
+    assert initial_layout_actors(ocr, cluster_cpus=2, cluster_gpus=0, documents=8) == 2
+    assert initial_layout_actors(ocr, cluster_cpus=16, cluster_gpus=0, documents=100) == 20
+    assert initial_layout_actors(ocr, cluster_cpus=16, cluster_gpus=0, documents=3) == 3  # no actor without work
+    bounded = load_config(overrides=["ocr.layout.pool.concurrency=[1,2]"]).ocr
+    assert initial_layout_actors(bounded, cluster_cpus=16, cluster_gpus=0, documents=100) == 2
+    gpu = load_config(overrides=["ocr.layout.pool.num_gpus=1", "ocr.layout.pool.num_cpus=2"]).ocr
+    assert initial_layout_actors(gpu, cluster_cpus=32, cluster_gpus=4, documents=100) == 4
+    assert initial_layout_actors(ocr, cluster_cpus=0.5, cluster_gpus=0, documents=8) == 1  # the minimum, always

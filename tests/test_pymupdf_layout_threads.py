@@ -70,3 +70,27 @@ def test_rendering_modules_leave_the_layout_model_to_the_engine(samples_dir):
     assert result["threads"] and set(result["threads"]) == {1}, f"layout sessions built with threads {result['threads']}"
     # Classes only the layout model gives (without it pymupdf4llm has no Table or Section-header).
     assert {"Section-header", "Table"} <= set(result["categories"]), result["categories"]
+
+
+def test_default_threads_follow_the_cpus_ray_reserved(monkeypatch):
+    """``threads: 0`` means the actor's reservation: Ray exports it as OMP_NUM_THREADS (0.75 CPU -> 1), and both the
+    layout model's sessions and RapidOCR's get that many threads instead of one per core of the node."""
+    from engines.rapidocr.engine import RapidOCREngine
+    from engines.threads import inference_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert inference_threads(0) == 0 and inference_threads(3) == 3  # outside Ray: the runtime's default; set: as set
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert inference_threads(0) == 1 and inference_threads(2) == 2
+
+    built: list[int] = []
+    original = onnxruntime.InferenceSession.__init__
+
+    def recording_init(session, path_or_bytes, sess_options=None, *args, **kwargs):
+        built.append(sess_options.intra_op_num_threads if sess_options is not None else 0)
+        original(session, path_or_bytes, sess_options, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", recording_init)
+    PyMuPDFLayoutEngine(PyMuPDFLayoutOptions())
+    assert built and set(built) == {1}, f"layout sessions built with intra-op threads {built}"
+    assert RapidOCREngine().threads == 1

@@ -59,6 +59,7 @@ from engines.rapidocr.options import RapidOCROptions
 from engines.rapidocr.ppocr_models import ModelSet, model_set
 from engines.rapidocr.recognition import recognize_lines
 from engines.rapidocr.spaces import char_centers, restore_spaces
+from engines.threads import inference_threads
 
 #: skip_blank: content bands covering more of the page than this share: detect on the whole page (little to gain).
 _WHOLE_PAGE_SHARE = 0.85
@@ -82,12 +83,13 @@ class RapidOCREngine:
         from rapidocr_onnxruntime import RapidOCR
 
         self.options = options or RapidOCROptions()
-        threads = self.options.threads or -1  # -1: RapidOCR leaves onnxruntime's default
+        self.threads = inference_threads(self.options.threads)
+        threads = self.threads or -1  # -1: RapidOCR leaves onnxruntime's default
         models = model_set(self.options.models)
         try:
             self._ocr = RapidOCR(
                 intra_op_num_threads=threads,
-                inter_op_num_threads=1 if self.options.threads else -1,
+                inter_op_num_threads=1 if self.threads else -1,
                 max_side_len=self.options.max_side_len,
                 rec_batch_num=1,
                 rec_img_shape=[3, self.options.rec_height, self.options.rec_min_width],
@@ -230,7 +232,7 @@ class RapidOCREngine:
         """
         precisions = set()
         for stage, wrapper in self._stage_wrappers().items():
-            wrapper.session = OpenVINOSession(models[stage], threads=self.options.threads,
+            wrapper.session = OpenVINOSession(models[stage], threads=self.threads,
                                               precision=self.options.precision, copy_outputs=False)
             precisions.add(wrapper.session.precision)
         return "bf16" if "bf16" in precisions else "f32"
@@ -240,7 +242,7 @@ class RapidOCREngine:
 
         With ``rewrite`` the graphs are exactly rewritten first (``engines.rapidocr.onnx_rewrites``)
         and onnxruntime's memory arena is on. Threads and providers stay as RapidOCR set
-        them from ``options.threads``; the stages' own wrappers (``OrtInferSession``) stay,
+        them from ``options.threads`` (``engines.threads``); the stages' own wrappers (``OrtInferSession``) stay,
         so RapidOCR's pre- and post-processing is untouched. RapidOCR takes neither a graph
         nor the arena setting, so its sessions are built first and replaced here: 0.25 s
         more per engine start.

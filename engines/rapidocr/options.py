@@ -16,7 +16,8 @@ class RapidOCROptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threads: int = Field(
-        default=0, ge=0, description="inference threads per engine; 0 = the runtime's default (all cores)"
+        default=0, ge=0, description="inference threads per engine; 0: the CPUs Ray reserved for the actor (OMP_NUM_THREADS),"
+        " outside Ray the runtime's default (all cores)"
     )  # RapidOCR also falls back to the default for more threads than the machine has CPUs
     keep_spaces: bool | None = Field(
         default=None,
