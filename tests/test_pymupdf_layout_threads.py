@@ -14,19 +14,26 @@ import sys
 
 import onnxruntime
 import pymupdf  # noqa: F401 - a plain import first, on purpose: the sessions are built unpinned
+import pytest
 
 from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
 
 
-def test_layout_sessions_are_rebuilt_with_the_configured_threads(monkeypatch):
-    built: list[int] = []
+@pytest.fixture
+def built(monkeypatch) -> list[int]:
+    """The intra-op threads of every onnxruntime session built while the test runs (0: runtime default)."""
+    threads: list[int] = []
     original = onnxruntime.InferenceSession.__init__
 
     def recording_init(session, path_or_bytes, sess_options=None, *args, **kwargs):
-        built.append(sess_options.intra_op_num_threads if sess_options is not None else 0)
+        threads.append(sess_options.intra_op_num_threads if sess_options is not None else 0)
         original(session, path_or_bytes, sess_options, *args, **kwargs)
 
     monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", recording_init)
+    return threads
+
+
+def test_layout_sessions_are_rebuilt_with_the_configured_threads(built):
     PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=1))
     assert built, "the layout model's sessions were not rebuilt"
     assert set(built) == {1}, f"sessions built with intra-op threads {built}"
@@ -72,7 +79,7 @@ def test_rendering_modules_leave_the_layout_model_to_the_engine(samples_dir):
     assert {"Section-header", "Table"} <= set(result["categories"]), result["categories"]
 
 
-def test_default_threads_follow_the_cpus_ray_reserved(monkeypatch):
+def test_default_threads_follow_the_cpus_ray_reserved(monkeypatch, built):
     """``threads: 0`` means the actor's reservation: Ray exports it as OMP_NUM_THREADS (0.75 CPU -> 1), and both the
     layout model's sessions and RapidOCR's get that many threads instead of one per core of the node."""
     from engines.rapidocr.engine import RapidOCREngine
@@ -83,14 +90,6 @@ def test_default_threads_follow_the_cpus_ray_reserved(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert inference_threads(0) == 1 and inference_threads(2) == 2
 
-    built: list[int] = []
-    original = onnxruntime.InferenceSession.__init__
-
-    def recording_init(session, path_or_bytes, sess_options=None, *args, **kwargs):
-        built.append(sess_options.intra_op_num_threads if sess_options is not None else 0)
-        original(session, path_or_bytes, sess_options, *args, **kwargs)
-
-    monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", recording_init)
     PyMuPDFLayoutEngine(PyMuPDFLayoutOptions())
     assert built and set(built) == {1}, f"layout sessions built with intra-op threads {built}"
     assert RapidOCREngine().threads == 1
