@@ -68,13 +68,25 @@ class CapacityError(RuntimeError):
     """The cluster cannot host the configured minimum actor pools plus the CPU stages."""
 
 
-def check_capacity(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: float) -> None:
-    """Refuse a config whose minimum actor pools leave no CPU for the CPU stages (Ray Data would hang)."""
+def _engine_pools(ocr: OCRConfig) -> list[tuple[str, ActorPoolConfig]]:
+    """The actor pools the run starts, by config key."""
     pools = [("ocr.layout.pool", ocr.layout.pool)]
     if ocr.picture.enabled:
         pools.append(("ocr.picture.pool", ocr.picture.pool))
+    return pools
+
+
+def _minimum_need(ocr: OCRConfig, pools: list[tuple[str, ActorPoolConfig]]) -> tuple[float, float]:
+    """CPUs and GPUs that ``pools`` at their minimum size and one CPU-stage task hold."""
     cpus = sum(pool.concurrency[0] * pool.num_cpus for _, pool in pools) + ocr.split_num_cpus
     gpus = sum(pool.concurrency[0] * pool.num_gpus for _, pool in pools)
+    return cpus, gpus
+
+
+def check_capacity(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: float) -> None:
+    """Refuse a config whose minimum actor pools leave no CPU for the CPU stages (Ray Data would hang)."""
+    pools = _engine_pools(ocr)
+    cpus, gpus = _minimum_need(ocr, pools)
     if cpus > cluster_cpus + 1e-9 or gpus > cluster_gpus + 1e-9:
         detail = ", ".join(f"{key}: {pool.concurrency[0]} x {pool.num_cpus} CPU, {pool.num_gpus} GPU" for key, pool in pools)
         raise CapacityError(
@@ -93,16 +105,12 @@ def initial_layout_actors(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: flo
     the first pages wait: on 2 cores the second CPU actor began 8 s after the first.
     """
     pool = ocr.layout.pool
-    cpus = cluster_cpus - ocr.split_num_cpus
-    gpus = cluster_gpus
-    if ocr.picture.enabled:
-        cpus -= ocr.picture.pool.concurrency[0] * ocr.picture.pool.num_cpus
-        gpus -= ocr.picture.pool.concurrency[0] * ocr.picture.pool.num_gpus
-    fit = int((cpus + 1e-9) // pool.num_cpus)
+    held_cpus, held_gpus = _minimum_need(ocr, [item for item in _engine_pools(ocr) if item[1] is not pool])
+    fit = int((cluster_cpus - held_cpus + 1e-9) // pool.num_cpus)
     if pool.num_gpus:
-        fit = min(fit, int((gpus + 1e-9) // pool.num_gpus))
+        fit = min(fit, int((cluster_gpus - held_gpus + 1e-9) // pool.num_gpus))
     low, high = pool.concurrency
-    return max(low, min(fit, high if high is not None else fit, documents))
+    return max(low, min(fit, documents, high if high is not None else fit))
 
 
 def build_dataset(documents: list[InputDocument], ocr: OCRConfig, out_dir: Path | None = None,
