@@ -57,6 +57,7 @@ from engines.rapidocr.onnx_rewrites import RewriteCounts, optimize_model
 from engines.rapidocr.openvino_session import OpenVINOSession, cpu_default_precision
 from engines.rapidocr.options import RapidOCROptions
 from engines.rapidocr.ppocr_models import ModelSet, model_set
+from engines.rapidocr.quantization import int8_recognizer
 from engines.rapidocr.recognition import recognize_lines
 from engines.rapidocr.spaces import char_centers, restore_spaces
 from engines.threads import inference_threads
@@ -110,11 +111,14 @@ class RapidOCREngine:
             models["rec"] = self._restrict_charset(models["rec"])
         #: Where the models run ("openvino" or "onnxruntime": ``runtime`` resolved) and in what precision.
         self.runtime, self.precision = resolve_runtime(self.options), "f32"
+        if self.options.rec_int8:  # each runtime's own int8 scheme (engines.rapidocr.quantization)
+            models["rec"] = int8_recognizer(models["rec"], "symmetric" if self.runtime == "openvino" else "asymmetric",
+                                            model_height=self.options.rec_height, min_width=self.options.rec_min_width)
         if self.runtime == "openvino":
             self.precision = self._use_openvino_sessions(models)
         elif self.options.fast_graphs:
             self.graph_rewrites = self._use_onnxruntime_sessions(models, rewrite=True)
-        elif self.options.charset != "all":  # RapidOCR's own sessions, but the recognizer's graph is cut
+        elif isinstance(models["rec"], bytes):  # RapidOCR's own sessions, but the recognizer's graph is cut or quantized
             self._use_onnxruntime_sessions({"rec": models["rec"]}, rewrite=False)
 
     # -- public API -------------------------------------------------------------------

@@ -98,6 +98,13 @@ class RapidOCROptions(BaseModel):
         " (Latin letters, digits, punctuation, Greek, symbols; no CJK, kana, Hangul or full-width forms): its"
         " output layer is cut to those classes, which is faster and keeps East Asian look-alikes out of Latin text",
     )
+    rec_int8: bool = Field(
+        default=False,
+        description="run the recognizer's convolutions and matrix products in int8, quantized once per machine on"
+        " lines rendered for the purpose and cached under $DOCVLM_CACHE or ~/.cache/docvlm"
+        " (engines/rapidocr/quantization.py): faster recognition on CPUs with VNNI, a few more character errors"
+        " (trade-off measured in docs/benchmarks.md); off: the float model",
+    )
     skip_blank: bool = Field(
         default=True,
         description="detect text only in the page's content bands (rows and columns that differ from the paper),"
