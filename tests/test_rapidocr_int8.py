@@ -63,9 +63,9 @@ def test_built_once_then_read_from_the_cache(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(quantization, "_quantize", must_not_build)
     assert int8_recognizer(source, "symmetric", cache_dir=tmp_path) == built
-    with pytest.raises(AssertionError, match="built again"):  # another scheme is another model
+    with pytest.raises(ValueError, match="built again"):  # another scheme is another model
         int8_recognizer(source, "asymmetric", cache_dir=tmp_path)
-    with pytest.raises(AssertionError, match="built again"):  # so is another float model (a cut output layer, say)
+    with pytest.raises(ValueError, match="built again"):  # so is another float model (a cut output layer, say)
         int8_recognizer(Path(source).read_bytes() + b" ", "symmetric", cache_dir=tmp_path)
 
 
@@ -74,6 +74,14 @@ def test_an_unwritable_cache_still_gives_the_model(tmp_path: Path) -> None:
     blocked.write_text("a file where the cache folder would go")
     model = onnx.load_from_string(int8_recognizer(model_set("ppocr-v6-tiny").rec, "symmetric", cache_dir=blocked))
     assert any(node.op_type == "DequantizeLinear" for node in model.graph.node)
+
+
+def test_a_model_that_cannot_be_quantized_names_the_option(tmp_path: Path) -> None:
+    broken = tmp_path / "rec.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    with pytest.raises(ValueError, match=r"rapidocr option rec_int8: cannot quantize .*rec\.onnx"):
+        int8_recognizer(broken, "symmetric", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_cache_folder_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

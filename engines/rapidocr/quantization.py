@@ -111,7 +111,11 @@ def int8_recognizer(model: str | Path | bytes, activations: Activations, *, mode
     cached = folder / f"rec-int8-{key[:24]}.onnx"
     if cached.is_file():
         return cached.read_bytes()
-    quantized = _quantize(source, activations, model_height, min_width)
+    try:
+        quantized = _quantize(source, activations, model_height, min_width)
+    except Exception as error:  # onnx and onnxruntime raise their own types; name the option and the model
+        where = "the recognizer graph" if isinstance(model, bytes) else str(model)
+        raise ValueError(f"rapidocr option rec_int8: cannot quantize {where}: {error}") from error
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as part:
