@@ -95,12 +95,12 @@ def references(pdf: str) -> list[str]:
         return [page.get_text() for page in doc]
 
 
-def page_images(pdf: str, dpi: int):
-    """The engine's input pages of ``pdf``, as the job splits them (its PDF bytes and pixels at ``dpi``)."""
+def page_images(pdf: str, dpi: int, max_pages: int | None = None):
+    """The engine's input pages of ``pdf`` (its first ``max_pages``), as the job splits them (PDF bytes and pixels at ``dpi``)."""
     from documents.pages import SplitLimits, split_pages
     from engines.base import PageImage, PageMeta
 
-    _, _, rendered = split_pages(Path(pdf).read_bytes(), "pdf", SplitLimits(dpi=dpi))
+    _, _, rendered = split_pages(Path(pdf).read_bytes(), "pdf", SplitLimits(dpi=dpi, max_pages=max_pages))
     name = Path(pdf).name
     return [PageImage(page.image(), PageMeta(name, name, page.page_number, page.width, page.height, page.scale,
                                              page.pdf_bytes, page.has_text_layer)) for page in rendered]

@@ -17,14 +17,15 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 _LINE_HYPHEN = re.compile(r"(\w)-\s*\n\s*(?=[a-z])")
+_SOFT_HYPHEN = re.compile("\u00ad\\s*")  # shown only where a line breaks: "op\u00ad\ntions" is one word
 _TAG = re.compile(r"<[^>]+>")
 _PUNCTUATION = "\"'.,;:!?()[]{}“”‘’"
 
 
 def normalize(text: str) -> str:
-    """NFKC, line-end hyphens joined, every whitespace run one space."""
+    """NFKC, line-end hyphens joined, soft hyphens dropped, every whitespace run one space."""
     text = unicodedata.normalize("NFKC", text)
-    text = _LINE_HYPHEN.sub(r"\1", text)
+    text = _LINE_HYPHEN.sub(r"\1", _SOFT_HYPHEN.sub("", text))
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -49,6 +50,17 @@ def cer(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, li
     edits = [Levenshtein.distance(normalize(h), normalize(r)) for h, r in zip(hypotheses, references)]
     lengths = [max(1, len(normalize(r))) for r in references]
     return sum(edits) / sum(lengths), [e / n for e, n in zip(edits, lengths)]
+
+
+def unordered_cer(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """CER of the texts' words sorted: what is read wrong, dropped or added, whatever the order it is read in."""
+    from rapidfuzz.distance import Levenshtein
+
+    def bag(text: str) -> str:
+        return " ".join(sorted(normalize(text).split(" ")))
+
+    edits = sum(Levenshtein.distance(bag(h), bag(r)) for h, r in zip(hypotheses, references))
+    return edits / max(1, sum(len(normalize(r)) for r in references))
 
 
 def words(text: str) -> Counter[str]:

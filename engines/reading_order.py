@@ -6,6 +6,9 @@ page and its scanned twin come out in the same order. A recursive XY-cut:
 * A region whose boxes leave a vertical gap from top to bottom is split there into
   columns, read left to right, each ordered recursively. A float inside a column (figure,
   table, caption) is just another box of that column, so it cannot split the column's text.
+  Only a gap with boxes side by side across it parts columns: boxes that merely take turns
+  down the page on either side of it (a letter's right-aligned date between its address
+  and its salutation) are ordered by the stripes below.
 * Otherwise the region is cut at its horizontal gaps into stripes. Its gutter is the gap
   between the columns of its multi-column stripes that hold column text (not authors'
   names side by side), the one most of their height agrees on. Stripes with a box across
@@ -15,7 +18,10 @@ page and its scanned twin come out in the same order. A recursive XY-cut:
   neighbour, past a picture the scan has no element for, below the end of its neighbour,
   and through a line that pokes into the gutter (an overfull line). A short heading that
   ends a run just above full-width text belongs to that text, not to the left column.
-  Without a gutter the stripes are read top to bottom.
+  Where a run's one-sided stripes go left, right and left again with nothing on both
+  sides between them (a letter: date on the right, subject and salutation on the left),
+  the text takes turns rather than running in columns, and from there it is read stripe
+  by stripe. Without a gutter the stripes are read top to bottom.
 * Page headers come first and page footers last, each ordered the same way (a row left to right).
 
 Gaps are measured on boxes narrowed by ``tolerance`` (a share of the page width) on
@@ -81,7 +87,7 @@ def _columns(indices: list[int], boxes) -> list[list[int]]:
 def _order(indices: list[int], boxes) -> list[int]:
     if len(indices) <= 1:
         return list(indices)
-    columns = _columns(indices, boxes)
+    columns = _side_by_side(_columns(indices, boxes), boxes)
     if len(columns) > 1:
         return [i for column in columns for i in _order(column, boxes)]
     stripes = _groups(indices, boxes, 1)
@@ -102,6 +108,68 @@ def _order(indices: list[int], boxes) -> list[int]:
         else:  # all on one side of the gutter, which their stripes' gaps gave: read as they stand
             out += sorted(block, key=lambda i: (boxes[i][1], boxes[i][0]))
     return out
+
+
+def _heights(indices: list[int], boxes) -> list[tuple[float, float]]:
+    """The heights the boxes cover, as sorted disjoint intervals."""
+    spans: list[tuple[float, float]] = []
+    for y0, y1 in sorted((boxes[i][1], boxes[i][3]) for i in indices):
+        if spans and y0 < spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], y1))
+        else:
+            spans.append((y0, y1))
+    return spans
+
+
+def _beside(a: list[int], b: list[int], boxes) -> bool:
+    """Whether a box of ``a`` and a box of ``b`` share some height (sit beside each other)."""
+    first, second = _heights(a, boxes), _heights(b, boxes)
+    i = j = 0
+    while i < len(first) and j < len(second):
+        if min(first[i][1], second[j][1]) > max(first[i][0], second[j][0]):
+            return True
+        if first[i][1] < second[j][1]:
+            i += 1
+        else:
+            j += 1
+    return False
+
+
+def _side_by_side(columns: list[list[int]], boxes) -> list[list[int]]:
+    """``columns`` joined across each gap that no box beside the other side's boxes spans: boxes that only take
+    turns down the page on either side of a gap (a letter's right-aligned date between its address and its
+    salutation) are not columns, and their stripes order them."""
+    joined = [list(columns[0])]
+    for k in range(1, len(columns)):
+        if _beside([i for column in columns[:k] for i in column], [i for column in columns[k:] for i in column], boxes):
+            joined.append(list(columns[k]))
+        else:
+            joined[-1].extend(columns[k])
+    return joined
+
+
+def _turn_taking(run: list[list[int]], boxes, middle: float) -> int | None:
+    """Where the run's text starts taking turns from side to side, or None: the first stripe of the middle one
+    of three one-sided stretches in a row (left, right, left again, no stripe with both sides among them).
+
+    One-sided stripes in columns are a column that starts lower or ends sooner than its
+    neighbour, or goes on beside a picture the scan has no element for, and text on both
+    sides comes between such stretches. A letter's blocks take turns: its address beside
+    the reference field, then the date alone on the right, the subject and salutation
+    alone on the left.
+    """
+    stretches: list[tuple[bool, int]] = []  # side (left?), first stripe
+    both: list[int] = []  # stripes with text on both sides
+    for position, stripe in enumerate(run):
+        side = {(boxes[i][0] + boxes[i][2]) / 2 < middle for i in stripe}
+        if len(side) == 2:
+            both.append(position)
+        elif not stretches or stretches[-1][0] not in side or any(b > stretches[-1][1] for b in both):
+            stretches.append((side.pop(), position))
+    for before, middle_stretch, after in zip(stretches, stretches[1:], stretches[2:]):
+        if before[0] != middle_stretch[0] != after[0] and not any(before[1] < b < after[1] for b in both):
+            return middle_stretch[1]
+    return None
 
 
 def _extent(indices: list[int], boxes) -> tuple[float, float]:
@@ -160,6 +228,15 @@ def _blocks(stripes: list[list[int]], boxes, gutter: tuple[float, float],
         sides = {(boxes[i][0] + boxes[i][2]) / 2 < gutter[0] for i in stripe}
         return len(sides) == 2 and all(is_narrow([i]) for i in stripe)  # names side by side, read across
 
+    def column_run(run: list[list[int]]) -> list[tuple[list[int], bool]]:
+        if not run:
+            return []
+        turns = _turn_taking(run, boxes, (gutter[0] + gutter[1]) / 2)
+        if turns is None:
+            return [([i for s in run for i in s], True)]
+        # the columns above, then stripe by stripe
+        return ([([i for s in run[:turns] for i in s], True)] if turns else []) + [(stripe, False) for stripe in run[turns:]]
+
     blocks: list[tuple[list[int], bool]] = []
     run: list[list[int]] = []
     for stripe in stripes:
@@ -169,10 +246,7 @@ def _blocks(stripes: list[list[int]], boxes, gutter: tuple[float, float],
         keep = len(run)
         while keep and is_narrow(run[keep - 1]):
             keep -= 1
-        if keep:
-            blocks.append(([i for s in run[:keep] for i in s], True))
+        blocks += column_run(run[:keep])
         blocks.append(([i for s in run[keep:] for i in s] + stripe, False))
         run = []
-    if run:
-        blocks.append(([i for s in run for i in s], True))
-    return blocks
+    return blocks + column_run(run)

@@ -82,3 +82,37 @@ def test_an_equation_number_follows_its_equation() -> None:
 def test_one_column_page_reads_top_to_bottom() -> None:
     page = {"b": (FULL, 200, 300), "a": (FULL, 60, 180), "figure": ((200, 400), 320, 450), "c": (FULL, 470, 700)}
     assert _order(page) == ["a", "b", "figure", "c"]
+
+
+def test_a_column_that_goes_on_beside_a_picture_after_its_neighbour_ended_is_still_read_as_columns() -> None:
+    """One switch of side (the left column ends, the right goes on below its unlabelled picture) is columns."""
+    page = {"left-1": (LEFT, 60, 300), "right-1": (RIGHT, 60, 200), "left-2": (LEFT, 310, 500),
+            "right-2": (RIGHT, 520, 760)}
+    assert _order(page) == ["left-1", "left-2", "right-1", "right-2"]
+
+
+def test_a_letters_date_between_its_address_and_its_salutation_is_read_between_them() -> None:
+    """KOMA-Script's letter-example-00: the date, flush right, sits beside nothing; boxes that only take turns
+    down the page on either side of a gap are not columns."""
+    page = {"sender": ((57, 161), 181, 221), "date": ((432, 521), 285, 296), "salutation": ((74, 204), 314, 325)}
+    assert _order(page) == ["sender", "date", "salutation"]
+
+
+def test_a_letters_blocks_that_take_turns_are_read_down_the_page() -> None:
+    """A DIN letter (scrlttr2, the corpus's letter-transport): the address beside the reference field reads as
+    two columns, then the date alone on the right, the subject and salutation alone on the left, the body
+    across: left, right, left again is not two columns."""
+    page = {
+        "return-address": ((57, 255), 136, 143), "reference-field": ((418, 520), 127, 165),
+        "recipient": ((57, 199), 183, 220), "date": ((373, 521), 285, 296), "subject": ((74, 240), 314, 325),
+        "salutation": ((74, 177), 357, 368), "body": ((74, 521), 386, 469),
+    }
+    assert _order(page) == ["return-address", "recipient", "reference-field", "date", "subject", "salutation", "body"]
+
+
+def test_columns_with_a_picture_in_each_still_read_as_columns() -> None:
+    """Left, right, left one-sided stripes with text on both sides between them: unlabelled pictures in either
+    column at different heights, not a letter."""
+    page = {"left-1": (LEFT, 60, 150), "left-2": (LEFT, 160, 300), "right-1": (RIGHT, 160, 300), "right-2": (RIGHT, 310, 450),
+            "left-3": (LEFT, 460, 600), "right-3": (RIGHT, 460, 600), "left-4": (LEFT, 610, 760)}
+    assert _order(page) == ["left-1", "left-2", "left-3", "left-4", "right-1", "right-2", "right-3"]

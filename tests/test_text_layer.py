@@ -145,6 +145,31 @@ def test_a_latex_two_column_paper_is_its_text_layer(engine: PyMuPDFLayoutEngine,
     assert cer(scanned, references[:1])[0] < 0.03  # one column read after the other: a wrong order costs 20 %+
 
 
+@pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None,
+                    reason="pdflatex is not installed (texlive-latex-*)")
+@pytest.mark.parametrize("scanned", [False, True], ids=["born-digital", "scanned"])
+def test_a_letter_reads_address_reference_date_subject_salutation(engine: PyMuPDFLayoutEngine, tmp_path: Path,
+                                                                  scanned: bool) -> None:
+    """A KOMA-Script letter (scrlttr2, the corpus's letter-transport): its blocks take turns from left to right
+    down the page, and come out in that order on the page and on its scan, not as two columns."""
+    import subprocess
+
+    from samples.corpus.build import SPECS, build_pdf
+
+    if not subprocess.run(["kpsewhich", "scrlttr2.cls"], capture_output=True, text=True).stdout.strip():
+        pytest.skip("KOMA-Script is not installed (texlive-latex-recommended)")
+    pdf = build_pdf(next(spec for spec in SPECS if spec.name == "letter-transport"), tmp_path).read_bytes()
+    with pymupdf.open(stream=pdf, filetype="pdf") as doc:
+        references = [page.get_text() for page in doc]
+    text = normalize(elements_text(engine.layout(_pages(_scanned(pdf) if scanned else pdf))[0].elements))
+    marks = ["Westmere Tramway Society", "Member no. 4711", "12 October 2022", "Subject: The general meeting",
+             "Dear Madam Chair", "Yours sincerely"]
+    positions = [text.find(mark) for mark in marks]
+    assert min(positions) >= 0 and positions == sorted(positions), text
+    if not scanned:
+        assert cer([text], references)[0] < 0.01
+
+
 def test_one_row_across_the_gutter_splits_where_the_columns_go_on_below() -> None:
     """A caption's line beside the next column's heading on one baseline is two elements' text, not one;
     a list's numbers beside its items (a narrow column of their own) stay with them."""

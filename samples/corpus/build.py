@@ -71,6 +71,9 @@ SPECS: tuple[Spec, ...] = (
          lambda: latex.one_column_paper(Prose("hydrology", 6), "Recharge Estimates for a Valley Aquifer", lua=True)),
     Spec("manual-software", "pdflatex", "manual, pdfTeX",
          lambda: latex.manual(Prose("software", 7), "GNU Fieldkit")),
+    Spec("letter-transport", "pdflatex", "business letter (KOMA-Script scrlttr2), pdfTeX",
+         lambda: latex.business_letter(Prose("transport", 9), "Harriet Calloway", "Westmere Tramway Society",
+                                       "The general meeting")),
     Spec("office-transport", "soffice", "office export, LibreOffice Writer",
          lambda: office_document(Prose("transport", 8), "Municipal Transport Review")),
 )

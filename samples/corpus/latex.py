@@ -1,4 +1,4 @@
-"""LaTeX sources of the corpus documents: one- and two-column papers and a manual.
+"""LaTeX sources of the corpus documents: one- and two-column papers, a manual and a business letter.
 
 Each builder returns a complete ``.tex`` source. What they contain is what users' papers
 and manuals contain and what a CPU layout engine trips over: running headers and page
@@ -6,7 +6,10 @@ numbers (``fancyhdr``), a title block and an abstract across both columns, float
 a column and across both (``figure``, ``figure*``, ``table*``), TikZ figures whose labels
 are real text, a raster picture (``graphicx``), ``booktabs`` tables, numbered equations,
 inline math, footnotes, lists, verbatim code, and TeX's own hyphenation and ligatures.
-The prose comes from ``samples.corpus.prose``.
+The letter is KOMA-Script's ``scrlttr2`` as its users fill it in: a letterhead with the
+sender's address beside a reference field, the recipient's window address, a date set
+flush right between them and the subject, then salutation, body, closing, enclosures
+and copies. The prose comes from ``samples.corpus.prose``.
 """
 
 from __future__ import annotations
@@ -190,3 +193,29 @@ def manual(prose: Prose, title: str, *, lua: bool = False) -> str:
         "\\fancyhead[L]{\\small " + tex_escape(title) + "}", "\\fancyhead[L]{\\small\\nouppercase{\\leftmark}}")
     front = "\\author{The Fieldkit Maintainers}\n\\date{}\n\\begin{document}\n\\maketitle\n\\tableofcontents\n"
     return header + front + "\n\n".join(body) + "\n\\end{document}\n"
+
+
+def business_letter(prose: Prose, sender: str, recipient: str, subject: str) -> str:
+    """A one-page KOMA-Script letter (``scrlttr2``, DIN layout): blocks that take turns from left to right down the page."""
+    street, town = "14 Quarry Lane", "Ashby Mill AB3 9QT"
+    return (
+        "\\documentclass[fromalign=left,fromphone=true,fromemail=true,foldmarks=false,parskip=half,"
+        "enlargefirstpage=true,subject=titled]{scrlttr2}\n"
+        "\\usepackage[T1]{fontenc}\n\\usepackage{lmodern}\n"
+        f"\\setkomavar{{fromname}}{{{tex_escape(sender)}}}\n"
+        f"\\setkomavar{{fromaddress}}{{{street}\\\\{town}}}\n"
+        "\\setkomavar{fromphone}{01632 960 418}\n\\setkomavar{fromemail}{office@example.org}\n"
+        "\\setkomavar{location}{\\raggedright Member no. 4711\\\\since 11.09.2001\\\\treasurer 2019--2023}\n"
+        "\\setkomavar{place}{Ashby Mill}\\setkomavar{date}{12 October 2022}\n"
+        f"\\setkomavar{{subject}}{{{tex_escape(subject)}}}\n"
+        "\\setkomavar{enclseparator}{: }\n"
+        "\\begin{document}\n"
+        f"\\begin{{letter}}{{{tex_escape(recipient)}\\\\2 Harbour Road\\\\Westmere WM1 4RX}}\n"
+        "\\opening{Dear Madam Chair,}\n"
+        f"{_paragraphs(prose, 2)}\n"
+        "\\closing{Yours sincerely}\n"
+        f"\\ps PS: {tex_escape(prose.sentence())}\n"
+        "\\encl{Minutes of the last general meeting}\n"
+        "\\cc{Executive board\\\\All members}\n"
+        "\\end{letter}\n\\end{document}\n"
+    )
