@@ -1,7 +1,7 @@
 """The ``corpus`` workload of ``bench.ocr_quality``: the project's own LaTeX and office documents, side by side.
 
     python -m bench.ocr_quality --workload corpus [--corpus DIR] [--only NAME ...] [--dpi 150] [--no-job]
-                                [--job-copies N] [--job-set 'KEY=VALUE ...']
+                                [--job-copies N] [--job-set 'KEY=VALUE ...'] [--tilt DEGREES]
 
 The corpus (``samples.corpus.build``: pdfTeX and LuaTeX papers in one and two columns,
 a manual, a LibreOffice export) is built into a temporary folder unless ``--corpus``
@@ -22,6 +22,10 @@ names a built one. Each page's reference is its born-digital PDF's text layer
    both read N copies of the scanned documents (a collection over which the job's start-up
    weighs less); each ``--job-set "KEY=VALUE ..."`` adds a run of the job with those
    overrides (for example two layout actors on a 2-core machine) next to the default config.
+
+``--tilt D`` reads scans tilted by D degrees (each page turned around its centre, as a
+sheet feeder tilts it; ``samples.corpus.build.scanned_twin``) in parts 2 and 3, against
+the same text layers: real scans are rarely level, and Tesseract deskews.
 """
 
 from __future__ import annotations
@@ -86,6 +90,18 @@ def corpus_documents(corpus: Path | None, only: list[str] | None, dpi: int, tmp:
     if missing:
         raise SystemExit(f"{corpus} has no {dpi} dpi scans of {missing}: rebuild with --dpi {dpi}")
     return corpus, built
+
+
+def tilted_scans(built: list[dict], dpi: int, degrees: float, folder: Path) -> list[dict]:
+    """``built`` with its scans at ``dpi`` replaced by twins tilted ``degrees`` (counter-clockwise), written to ``folder``."""
+    from samples.corpus.build import scanned_twin
+
+    tilted = []
+    for doc in built:
+        path = folder / f"{doc['name']}.pdf"
+        scanned_twin(Path(doc["pdf"]), path, dpi, tilt=degrees)
+        tilted.append({**doc, "scanned": {**doc["scanned"], str(dpi): str(path)}})
+    return tilted
 
 
 def references(pdf: str) -> list[str]:
@@ -284,7 +300,7 @@ def _print_rows(title: str, rows: list[Scored], speed: bool = True) -> None:
 
 
 def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_path: Path | None,
-         stages: bool = False, job_copies: int = 1, job_sets: list[str] = ()) -> int:
+         stages: bool = False, job_copies: int = 1, job_sets: list[str] = (), tilt: float = 0.0) -> int:
     from bench.ocr_quality import tesseract_version
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -292,10 +308,13 @@ def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_
     with tempfile.TemporaryDirectory(prefix="ocr_corpus_") as tmp_name:
         tmp = Path(tmp_name)
         corpus, built = corpus_documents(corpus, only, dpi, tmp)
+        if tilt:
+            built = tilted_scans(built, dpi, tilt, tmp / "tilted")
         pages = sum(doc["pages"] for doc in built)
-        print(f"corpus {corpus}: {len(built)} documents, {pages} pages; scans at {dpi} dpi; {cores} cores;"
+        print(f"corpus {corpus}: {len(built)} documents, {pages} pages; scans at {dpi} dpi"
+              f"{f', tilted {tilt:g} degrees' if tilt else ''}; {cores} cores;"
               f" tesseract: {version or 'NOT FOUND'}", flush=True)
-        figures: dict[str, object] = {"dpi": dpi, "cores": cores, "tesseract": version, "documents": built}
+        figures: dict[str, object] = {"dpi": dpi, "tilt": tilt, "cores": cores, "tesseract": version, "documents": built}
 
         per_document, per_producer = born_digital(built, dpi)
         _print_rows("1. born-digital: layout engine text against the PDF's own text layer (get_text())",

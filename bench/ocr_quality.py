@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="corpus: also run the job with these --set overrides (space-separated; repeatable: one run"
                         " each), next to the default config")
     parser.add_argument("--dpi", type=int, default=150, help="render resolution of the pages")
+    parser.add_argument("--tilt", type=float, default=0.0,
+                        help="corpus: the scans tilted this many degrees counter-clockwise, as a feeder tilts a sheet")
     parser.add_argument("--repeats", type=int, default=1, help="time each configuration this often, keep the fastest")
     parser.add_argument("--models", default=RapidOCROptions().models, help="RapidOCROptions.models (the model set)")
     parser.add_argument("--max-side-len", type=int, default=RapidOCROptions().max_side_len,
@@ -286,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workload == "corpus":
         from bench.corpus_workload import main as corpus_main
 
-        return corpus_main(args.corpus, args.only, args.dpi, args.job, args.json, args.stages, args.job_copies, args.job_set)
+        return corpus_main(args.corpus, args.only, args.dpi, args.job, args.json, args.stages, args.job_copies, args.job_set,
+                           args.tilt)
     base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
                            rec_model=args.rec_model, rec_keys=args.rec_keys, rec_height=args.rec_height)
     variants = [{}, {"runtime": "openvino", "precision": "f32"}, {"runtime": "onnxruntime"},  # defaults, before-rows

@@ -25,11 +25,13 @@ import re
 import sys
 from typing import Literal, Sequence
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
+from engines.deskew import Matrix, box_back, needs_straightening, skew_degrees, straighten
 from engines.ocr_text_layer import page_dpi, render_page, write_lines
-from engines.page_image_streams import store_images_as_jpeg
+from engines.page_image_streams import JPEG_QUALITY, store_images_as_jpeg
 from engines.rapidocr.engine import RapidOCREngine
 from engines.rapidocr.options import RapidOCROptions
 from engines.reading_order import reading_order
@@ -58,6 +60,10 @@ class PyMuPDFLayoutOptions(BaseModel):
         " (OMP_NUM_THREADS), outside Ray onnxruntime's default (all cores)"
     )
     html_tables: bool = Field(True, description="tables as HTML (else Markdown)")
+    deskew: bool = Field(
+        True, description="straighten an image-only page tilted by 0.1 to 10 degrees before its OCR and layout"
+        " (engines/deskew.py); boxes are reported on the page as scanned"
+    )
     strip_list_bullets: bool = Field(True, description="drop the bullet symbol (not a number) that starts a list item")
     rapidocr: RapidOCROptions = Field(default_factory=RapidOCROptions, description="OCR settings for image-only pages")
 
@@ -104,20 +110,29 @@ class PyMuPDFLayoutEngine:
         if not meta.pdf_bytes:
             raise ValueError("the pymupdf layout engine needs the page's PDF bytes")
         needs_ocr = self.options.ocr == "always" or (self.options.ocr == "auto" and not meta.has_text_layer)
-        doc = pymupdf.open(stream=meta.pdf_bytes, filetype="pdf")
+        docs = [pymupdf.open(stream=meta.pdf_bytes, filetype="pdf")]
+        info: dict = {"ocr": needs_ocr, "text_layer": meta.has_text_layer}
+        back: Matrix | None = None
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_pymupdf():  # pymupdf4llm prints progress notes
                 if needs_ocr:
-                    self._write_ocr_text_layer(doc[0], page.image, meta)
+                    straightened = self._write_ocr_text_layer(docs[0][0], page.image, meta)
+                    if straightened is not None:  # read from here on: the straightened page, boxes mapped back
+                        docs.append(straightened[0])
+                        back, info["deskew_degrees"] = straightened[1], round(straightened[2], 2)
+                doc = docs[-1]
                 store_images_as_jpeg(doc[0])  # read five times below: as JPEG, not PNG encoded each time
                 parsed = self._parse_page(doc)
-            elements = self._elements(parsed.pages[0].boxes, doc[0], meta)
+            elements = self._elements(parsed.pages[0].boxes, doc[0], meta, back)
         finally:
-            doc.close()
-        return PageLayout(elements=elements, info={"ocr": needs_ocr, "text_layer": meta.has_text_layer})
+            for doc in docs:
+                doc.close()
+        return PageLayout(elements=elements, info=info)
 
-    def _write_ocr_text_layer(self, page, image, meta) -> None:
-        """Give ``page`` RapidOCR's text as a text layer, replacing any earlier OCR text.
+    def _write_ocr_text_layer(self, page, image, meta):
+        """Give ``page`` RapidOCR's text as a text layer, replacing any earlier OCR text; for a tilted scan, a
+        straightened copy of the page gets it instead: (that one-page document, the matrix that maps its
+        pixels back onto the page as scanned, the tilt in degrees); None when ``page`` got it.
 
         An image-only page is read from its pixels (``image``, or rendered at the page's
         scale when the job did not rasterize it) and its lines written in one go
@@ -126,15 +141,25 @@ class PyMuPDFLayoutEngine:
         OCR text. Either way the engine writes the layer itself rather than through
         ``parse_document``'s OCR hook: with the hook, pymupdf4llm first analyses the whole
         page to decide on OCR (its cost is in docs/ocr-pipeline.md), a decision this
-        engine has already made.
+        engine has already made. A tilted scan (``engines.deskew``) is read straightened, on a
+        new page holding the straightened image, so that the layout analysis sees the image
+        and its text layer level and in the same place.
         """
         if meta.has_text_layer:
             from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
 
             exec_ocr_full(page, self.ocr.full_ocr, dpi=page_dpi(meta.scale), keep_ocr_text=False)
-            return
+            return None
         pixels = image if image is not None else render_page(page, meta.scale)
-        write_lines(page, self.ocr.read_lines(pixels), (pixels.shape[1], pixels.shape[0]))
+        quads = self.ocr.detect(pixels)
+        degrees = skew_degrees(quads) if self.options.deskew else 0.0
+        if not needs_straightening(degrees):
+            write_lines(page, self.ocr.read_lines(pixels, quads), (pixels.shape[1], pixels.shape[0]))
+            return None
+        pixels, back = straighten(pixels, degrees)
+        straight = image_page(pixels, page.rect.width, page.rect.height)
+        write_lines(straight[0], self.ocr.read_lines(pixels), (pixels.shape[1], pixels.shape[0]))
+        return straight, back, degrees
 
     def _parse_page(self, doc):
         """pymupdf4llm's ``parse_document`` on the one-page ``doc``, its table finder run only where it can find a table.
@@ -156,7 +181,7 @@ class PyMuPDFLayoutEngine:
         with _layout_reused(raw):
             return self._parse(doc, use_ocr=False, force_text=True, render_html_tables=tables)
 
-    def _elements(self, boxes, page, meta) -> list[Element]:
+    def _elements(self, boxes, page, meta, back: Matrix | None = None) -> list[Element]:
         """The layout boxes as elements with the text layer's words (``engines.text_layer``), in reading order.
 
         Every run of words goes to one element (the smallest box holding it); runs no box
@@ -197,8 +222,26 @@ class PyMuPDFLayoutEngine:
             items.append((rect, category, words_text(group)))
         order = reading_order([rect for rect, _, _ in items], [category for _, category, _ in items], page.rect.width)
         scale = meta.scale
-        return [Element(bbox=clip_bbox([v * scale for v in items[i][0]], meta.width, meta.height),
-                        category=items[i][1], text=items[i][2]) for i in order]
+        pixels = [[v * scale for v in items[i][0]] for i in order]
+        if back is not None:  # found on the straightened page: their bounds on the page as scanned
+            pixels = [box_back(box, back) for box in pixels]
+        return [Element(bbox=clip_bbox(box, meta.width, meta.height), category=items[i][1], text=items[i][2])
+                for box, i in zip(pixels, order)]
+
+
+def image_page(pixels, width: float, height: float):
+    """A one-page PDF of ``width`` x ``height`` points holding only ``pixels`` (RGB or grey), stored as JPEG."""
+    import cv2
+    import pymupdf
+
+    bgr = np.ascontiguousarray(pixels[:, :, ::-1] if pixels.ndim == 3 else pixels)
+    encoded, stream = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not encoded:
+        raise ValueError("could not encode the straightened page as JPEG")
+    doc = pymupdf.open()
+    page = doc.new_page(width=width, height=height)
+    page.insert_image(page.rect, stream=stream.tobytes())
+    return doc
 
 
 @contextlib.contextmanager

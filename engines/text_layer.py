@@ -212,7 +212,7 @@ def split_columns(words: Sequence[Word], page: Sequence[Word], page_width: float
 
     merged = [list(groups[0])]
     for group in groups[1:]:
-        left_edge, right_edge = max(words[i].x1 for i in merged[-1]), min(words[i].x0 for i in group)
+        left_edge, right_edge = _gutter_core(near, max(words[i].x1 for i in merged[-1]), min(words[i].x0 for i in group))
         gap0 = left_edge + widen * page_width  # the gap's core: neighbouring lines
         gap1 = right_edge - widen * page_width  # of justified text end a little apart
         split = gap1 > gap0 and not crossed(beside, gap0, gap1) and (
@@ -227,6 +227,17 @@ def split_columns(words: Sequence[Word], page: Sequence[Word], page_width: float
     if len(merged) < 2:
         return [list(words)]
     return [[words[i] for i in sorted(group)] for group in merged]
+
+
+def _gutter_core(near: np.ndarray, left_edge: float, right_edge: float) -> tuple[float, float]:
+    """The gap between an element's groups narrowed to what the page's words around leave blank: a word that
+    starts inside the gap and runs on to the right (the next column's margin, where the element's own line
+    is indented) moves its right edge in, one that ends inside it coming from the left its left edge; words
+    inside it or across it stay, to tell that it is no gutter."""
+    starts = near[(near[:, 0] > left_edge) & (near[:, 0] < right_edge) & (near[:, 2] >= right_edge)]
+    ends = near[(near[:, 2] > left_edge) & (near[:, 2] < right_edge) & (near[:, 0] <= left_edge)]
+    return (max(left_edge, float(ends[:, 2].max())) if len(ends) else left_edge,
+            min(right_edge, float(starts[:, 0].min())) if len(starts) else right_edge)
 
 
 def _two_sided_rows(words: Sequence[Word], left: Sequence[int], right: Sequence[int]) -> int:

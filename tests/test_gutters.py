@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.rapidocr.gutters import split_at_gutters
+from engines.rapidocr.gutters import split_at_gutters, trim_to_ink
 
 
 def _quad(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
@@ -46,3 +46,16 @@ def test_a_wide_word_space_is_not_cut() -> None:
     ink[top - 28:top - 10, 250:590] = False  # the paragraph above ends short
     ink[top + 28:top + 46, 10:330] = False  # the next one starts indented
     assert split_at_gutters([line], ink) == [line]
+
+
+def test_a_short_words_slanted_box_is_trimmed_to_its_ink() -> None:
+    """A section number's detector rectangle on a straightened scan: slanted and twice its ink's width, reaching
+    into the gutter; trimmed to the ink. A long slanted line keeps its quad (its slant is the text's)."""
+    ink = np.zeros((60, 200), dtype=bool)
+    ink[20:45, 100:116] = True  # a bold "4", 16 pixels wide
+    slanted = [[88.0, 21.0], [126.0, 8.0], [130.0, 44.0], [92.0, 57.0]]  # 40 wide, 36 high, slanted by 13 pixels
+    trimmed = np.asarray(trim_to_ink(slanted, ink))
+    assert (trimmed[:, 0].min(), trimmed[:, 0].max()) == (100.0, 116.0)
+    assert trimmed[:, 1].min() <= 20 and trimmed[:, 1].max() >= 45
+    line = [[10.0, 25.0], [190.0, 10.0], [190.0, 40.0], [10.0, 55.0]]  # long, slanted by 15 pixels
+    assert trim_to_ink(line, np.ones((60, 200), dtype=bool)) == line

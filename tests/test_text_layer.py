@@ -187,3 +187,17 @@ def test_one_row_across_the_gutter_splits_where_the_columns_go_on_below() -> Non
     number, item = [word(57, 66, 350, "2.", 0)], [word(72, 292, 350, "Temporary files are written", 0)]
     items_below = [word(57, 66, 364, "3.", 1), word(72, 290, 364, "Nothing is left behind", 1)]
     assert len(split_columns(number + item, number + item + items_below, 612)) == 1
+
+
+def test_an_element_across_the_gutter_splits_where_its_right_line_is_indented() -> None:
+    """The layout model drew one box over six left-column lines and, beside the last, an indented line of the right
+    column (twocol-hydrology's first page, scanned): the right column's own lines start in the gap between the two
+    (at its margin, left of the indented line), which is no line running through the gutter."""
+    def word(x0: float, x1: float, y: float, text: str, line: int) -> Word:
+        return Word(x0, y, x1, y + 10, text, 0, line, 0)
+
+    left = [word(57, 292, 416 + 12 * row, f"left column line {row}", row) for row in range(6)] + [word(57, 80, 488, "plots.", 6)]
+    right = [word(317, 538, 486, "Sediment cores taken from the reservoir floor", 7)]
+    beside = [word(302, 538, 416 + 12 * row, f"right column line {row}", 10 + row) for row in range(6)]
+    parts = split_columns(left + right, left + right + beside, 595)
+    assert [[w.text for w in part] for part in parts] == [[w.text for w in left], [w.text for w in right]]

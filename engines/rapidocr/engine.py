@@ -128,10 +128,11 @@ class RapidOCREngine:
         """Classes the recognizer scores per column (CTC blank included), ``charset`` applied."""
         return len(self._ocr.text_rec.postprocess_op.character)
 
-    def read_lines(self, image: np.ndarray) -> list[TextLine]:
-        """OCR one RGB image; lines in reading order (top to bottom, then left to right)."""
+    def read_lines(self, image: np.ndarray, quads: list[Quad] | None = None) -> list[TextLine]:
+        """OCR one RGB image; lines in reading order (top to bottom, then left to right). ``quads``: the image's
+        lines as ``detect`` found them, when the caller already has them."""
         bgr = to_bgr(image)
-        quads = self._detect(bgr)
+        quads = self._detect(bgr) if quads is None else quads
         if not quads:
             return []
         ink = page_ink(bgr, self.options.blank_threshold) if self.options.split_gutters else None

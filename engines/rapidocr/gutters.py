@@ -100,13 +100,16 @@ def trim_to_ink(quad: Quad, ink: np.ndarray) -> Quad:
 
     The detector's boxes reach a margin past the text on each side (DB's unclip); the
     OCR text layer written from them would put the first and last words into the gutter.
+    A short box (a section number, a word on its own) counts as near-horizontal whatever
+    its slant: the detector's rectangle around a character or two takes any angle (on a
+    straightened scan a bold "4" came out 38 pixels wide and slanted, its ink 16).
     """
     points = np.asarray(quad, dtype=float)
     x0, y0 = np.floor(points.min(axis=0)).astype(int)
     x1, y1 = np.ceil(points.max(axis=0)).astype(int)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(ink.shape[1], x1), min(ink.shape[0], y1)
     tilt = abs((points[1, 1] - points[0, 1]) + (points[2, 1] - points[3, 1])) / 2
-    if y1 - y0 < 4 or x1 <= x0 or tilt > 0.25 * (y1 - y0):
+    if y1 - y0 < 4 or x1 <= x0 or (tilt > 0.25 * (y1 - y0) and x1 - x0 > 2 * (y1 - y0)):
         return quad
     inked = np.flatnonzero(ink[y0:y1, x0:x1].any(axis=0))
     if inked.size == 0:

@@ -126,15 +126,24 @@ def build_pdf(spec: Spec, out_dir: Path) -> Path:
     return pdf
 
 
-def scanned_twin(pdf: Path, path: Path, dpi: int) -> None:
-    """Every page of ``pdf`` rendered in grey at ``dpi`` into an image-only PDF of the same page size."""
+def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0) -> None:
+    """Every page of ``pdf`` rendered in grey at ``dpi`` into an image-only PDF of the same page size; ``tilt``
+    degrees turn each page counter-clockwise around its centre, white where the corners come in, as a
+    scanner's feeder tilts a sheet."""
+    import io
+
     import pymupdf
+    from PIL import Image
 
     with pymupdf.open(pdf) as source, pymupdf.open() as out:
         for page in source:
-            pixmap = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
+            png = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False).tobytes("png")
+            if tilt:
+                turned = io.BytesIO()
+                Image.open(io.BytesIO(png)).rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255).save(turned, "PNG")
+                png = turned.getvalue()
             new_page = out.new_page(width=page.rect.width, height=page.rect.height)
-            new_page.insert_image(new_page.rect, stream=pixmap.tobytes("png"))
+            new_page.insert_image(new_page.rect, stream=png)
         path.parent.mkdir(parents=True, exist_ok=True)
         out.save(path, garbage=3, deflate=True)
 
