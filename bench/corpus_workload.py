@@ -1,7 +1,7 @@
 """The ``corpus`` workload of ``bench.ocr_quality``: the project's own LaTeX and office documents, side by side.
 
     python -m bench.ocr_quality --workload corpus [--corpus DIR] [--only NAME ...] [--dpi 150] [--no-job]
-                                [--job-copies N] [--job-set 'KEY=VALUE ...'] [--tilt DEGREES]
+                                [--job-copies N] [--job-set 'KEY=VALUE ...'] [--tilt DEGREES] [--worn]
 
 The corpus (``samples.corpus.build``: pdfTeX and LuaTeX papers in one and two columns,
 a manual, a LibreOffice export) is built into a temporary folder unless ``--corpus``
@@ -25,7 +25,9 @@ names a built one. Each page's reference is its born-digital PDF's text layer
 
 ``--tilt D`` reads scans tilted by D degrees (each page turned around its centre, as a
 sheet feeder tilts it; ``samples.corpus.build.scanned_twin``) in parts 2 and 3, against
-the same text layers: real scans are rarely level, and Tesseract deskews.
+the same text layers: real scans are rarely level, and Tesseract deskews. ``--worn`` reads
+them as an office scanner delivers them: blurred, on grey paper, with sensor noise, stored
+as JPEG at quality 70.
 """
 
 from __future__ import annotations
@@ -92,16 +94,17 @@ def corpus_documents(corpus: Path | None, only: list[str] | None, dpi: int, tmp:
     return corpus, built
 
 
-def tilted_scans(built: list[dict], dpi: int, degrees: float, folder: Path) -> list[dict]:
-    """``built`` with its scans at ``dpi`` replaced by twins tilted ``degrees`` (counter-clockwise), written to ``folder``."""
+def rescanned(built: list[dict], dpi: int, tilt: float, worn: bool, folder: Path) -> list[dict]:
+    """``built`` with its scans at ``dpi`` replaced by twins tilted ``tilt`` degrees (counter-clockwise) and, with
+    ``worn``, blurred, noisy and JPEG-stored as an office scanner delivers them, written to ``folder``."""
     from samples.corpus.build import scanned_twin
 
-    tilted = []
+    scans = []
     for doc in built:
         path = folder / f"{doc['name']}.pdf"
-        scanned_twin(Path(doc["pdf"]), path, dpi, tilt=degrees)
-        tilted.append({**doc, "scanned": {**doc["scanned"], str(dpi): str(path)}})
-    return tilted
+        scanned_twin(Path(doc["pdf"]), path, dpi, tilt=tilt, worn=worn)
+        scans.append({**doc, "scanned": {**doc["scanned"], str(dpi): str(path)}})
+    return scans
 
 
 def references(pdf: str) -> list[str]:
@@ -300,7 +303,7 @@ def _print_rows(title: str, rows: list[Scored], speed: bool = True) -> None:
 
 
 def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_path: Path | None,
-         stages: bool = False, job_copies: int = 1, job_sets: list[str] = (), tilt: float = 0.0) -> int:
+         stages: bool = False, job_copies: int = 1, job_sets: list[str] = (), tilt: float = 0.0, worn: bool = False) -> int:
     from bench.ocr_quality import tesseract_version
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -308,13 +311,13 @@ def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_
     with tempfile.TemporaryDirectory(prefix="ocr_corpus_") as tmp_name:
         tmp = Path(tmp_name)
         corpus, built = corpus_documents(corpus, only, dpi, tmp)
-        if tilt:
-            built = tilted_scans(built, dpi, tilt, tmp / "tilted")
+        if tilt or worn:
+            built = rescanned(built, dpi, tilt, worn, tmp / "rescanned")
         pages = sum(doc["pages"] for doc in built)
         print(f"corpus {corpus}: {len(built)} documents, {pages} pages; scans at {dpi} dpi"
-              f"{f', tilted {tilt:g} degrees' if tilt else ''}; {cores} cores;"
+              f"{f', tilted {tilt:g} degrees' if tilt else ''}{', worn' if worn else ''}; {cores} cores;"
               f" tesseract: {version or 'NOT FOUND'}", flush=True)
-        figures: dict[str, object] = {"dpi": dpi, "tilt": tilt, "cores": cores, "tesseract": version, "documents": built}
+        figures: dict[str, object] = {"dpi": dpi, "tilt": tilt, "worn": worn, "cores": cores, "tesseract": version, "documents": built}
 
         per_document, per_producer = born_digital(built, dpi)
         _print_rows("1. born-digital: layout engine text against the PDF's own text layer (get_text())",

@@ -126,26 +126,40 @@ def build_pdf(spec: Spec, out_dir: Path) -> Path:
     return pdf
 
 
-def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0) -> None:
+def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool = False) -> None:
     """Every page of ``pdf`` rendered in grey at ``dpi`` into an image-only PDF of the same page size; ``tilt``
     degrees turn each page counter-clockwise around its centre, white where the corners come in, as a
-    scanner's feeder tilts a sheet."""
+    scanner's feeder tilts a sheet; ``worn`` gives it what an office scanner adds (``_worn``)."""
     import io
 
     import pymupdf
     from PIL import Image
 
+    noise = np.random.default_rng(0)
     with pymupdf.open(pdf) as source, pymupdf.open() as out:
         for page in source:
-            png = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False).tobytes("png")
+            image = Image.open(io.BytesIO(page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False).tobytes("png")))
             if tilt:
-                turned = io.BytesIO()
-                Image.open(io.BytesIO(png)).rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255).save(turned, "PNG")
-                png = turned.getvalue()
+                image = image.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255)
+            encoded = io.BytesIO()
+            if worn:
+                _worn(image, noise).save(encoded, "JPEG", quality=70)
+            else:
+                image.save(encoded, "PNG")
             new_page = out.new_page(width=page.rect.width, height=page.rect.height)
-            new_page.insert_image(new_page.rect, stream=png)
+            new_page.insert_image(new_page.rect, stream=encoded.getvalue())
         path.parent.mkdir(parents=True, exist_ok=True)
         out.save(path, garbage=3, deflate=True)
+
+
+def _worn(image, noise: np.random.Generator):
+    """A grey page as an office scanner delivers it: optics' blur (0.6 px), grey paper, sensor noise (sigma 9 of
+    255); the caller stores it as JPEG at quality 70."""
+    from PIL import Image, ImageFilter
+
+    pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32) * 0.92 + 12
+    pixels += noise.normal(0.0, 9.0, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
 def build_corpus(out_dir: Path, only: list[str] | None = None, dpis: tuple[int, ...] = (150, 300),
