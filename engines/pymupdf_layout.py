@@ -35,7 +35,7 @@ from engines.page_image_streams import JPEG_QUALITY, store_images_as_jpeg
 from engines.rapidocr.engine import RapidOCREngine
 from engines.rapidocr.options import RapidOCROptions
 from engines.reading_order import reading_order
-from engines.text_layer import assign_words, bounds, merge_overlapping, page_words, split_columns, word_groups, words_text
+from engines.text_layer import assign_words, bounds, column_text, merge_overlapping, page_words, split_columns, word_groups, words_text
 from engines.threads import inference_threads
 
 _SILENT = logging.getLogger("pymupdf.messages")
@@ -201,7 +201,13 @@ class PyMuPDFLayoutEngine:
         for box, mine in zip(boxes, owned):
             category = _CLASS_TO_CATEGORY.get(box.boxclass, "Text")
             rect = (box.x0, box.y0, box.x1, box.y1)
-            if category in ("Table", "Picture") or (category == "Formula" and not mine):  # a formula drawn without text
+            running = column_text(mine, words, page.rect.width) if category == "Table" else []
+            if running:  # a table box over a column's running text beside it: that text is the column's
+                parts.extend(("Text", part) for part in running)
+                mine = [word for word in mine if not any(word in part for part in running)]
+                if mine:  # the table's own words, without the HTML that mixed the column's lines into its cells
+                    items.append((bounds(mine), "Table", words_text(mine).strip()))
+            elif category in ("Table", "Picture") or (category == "Formula" and not mine):  # a formula drawn without text
                 text = words_text(mine)
                 if category == "Table":
                     table = box.table or {}

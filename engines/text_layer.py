@@ -229,6 +229,33 @@ def split_columns(words: Sequence[Word], page: Sequence[Word], page_width: float
     return [[words[i] for i in sorted(group)] for group in merged]
 
 
+def column_text(words: Sequence[Word], page: Sequence[Word], page_width: float, wide: float = 0.3, full: float = 0.9,
+                rows: int = 3) -> list[list[Word]]:
+    """The parts of ``words`` (a table's) that are a column's running text: where the layout model's table box
+    reaches across the page's gutter over the next column's lines (seen on a worn, tilted scan).
+
+    The words are split at the page's gutters as a text element's are (``split_columns``);
+    a part is running text when it is at least ``wide`` page widths across and ``rows`` or
+    more of its lines, and nearly all of them, run ``full`` of its width. A real table's
+    parts are its cell columns: narrow, or lines of every length. Nothing when the box
+    does not reach across a gutter.
+    """
+    parts = split_columns(words, page, page_width)
+    if len(parts) < 2:
+        return []
+    running = []
+    for part in parts:
+        x0, x1 = min(w.x0 for w in part), max(w.x1 for w in part)
+        spans: dict[tuple[int, int], tuple[float, float]] = {}
+        for w in part:
+            a, b = spans.get((w.block, w.line), (w.x0, w.x1))
+            spans[(w.block, w.line)] = (min(a, w.x0), max(b, w.x1))
+        long = sum(b - a >= full * (x1 - x0) for a, b in spans.values())
+        if x1 - x0 >= wide * page_width and long >= rows and long >= 0.8 * len(spans):
+            running.append(part)
+    return running if len(running) < len(parts) else []
+
+
 def _gutter_core(near: np.ndarray, left_edge: float, right_edge: float) -> tuple[float, float]:
     """The gap between an element's groups narrowed to what the page's words around leave blank: a word that
     starts inside the gap and runs on to the right (the next column's margin, where the element's own line

@@ -19,7 +19,7 @@ from bench.scoring import cer, elements_text, normalize, word_recall
 from documents.pages import SplitLimits, split_pages
 from engines.base import PageImage, PageMeta
 from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
-from engines.text_layer import Word, join_lines, segments, split_columns
+from engines.text_layer import Word, column_text, join_lines, segments, split_columns
 
 LEFT_TOP = "Discharge was measured every fifteen minutes at the gauging station below the confluence. " * 3
 LEFT_BOTTOM = "Groundwater levels in the observation wells responded within two days to heavy rainfall. " * 4
@@ -201,3 +201,22 @@ def test_an_element_across_the_gutter_splits_where_its_right_line_is_indented() 
     beside = [word(302, 538, 416 + 12 * row, f"right column line {row}", 10 + row) for row in range(6)]
     parts = split_columns(left + right, left + right + beside, 595)
     assert [[w.text for w in part] for part in parts] == [[w.text for w in left], [w.text for w in right]]
+
+
+def test_a_table_box_over_the_next_columns_lines_gives_them_back_as_text() -> None:
+    """On a worn, tilted scan the layout model drew the left column's table box across the gutter, over the
+    right column's first lines; those lines are the column's running text. A table across both columns
+    (``table*``: narrow cell columns on both sides of the gutter) keeps all its words."""
+    def word(x0: float, x1: float, y: float, text: str, line: int, block: int = 0) -> Word:
+        return Word(x0, y, x1, y + 9, text, block, line, 0)
+
+    cells = [word(x, x + w, 70 + 11 * row, "2.9", row) for row in range(7) for x, w in ((60, 30), (120, 25), (180, 35), (240, 30))]
+    running = [word(302, 538, 60 + 12 * row, f"right column line {row}", row, block=1) for row in range(8)]
+    below = [word(302, 538, 160 + 12 * row, f"right column goes on {row}", row, block=2) for row in range(3)]
+    below += [word(57, 292, 170 + 12 * row, f"left column goes on {row}", row, block=3) for row in range(3)]
+    page = cells + running + below
+    parts = column_text(cells + running, page, 595)
+    assert [[w.text for w in part] for part in parts] == [[w.text for w in running]]
+
+    wide_table = [word(x, x + 35, 230 + 11 * row, "4.1", row, block=4) for row in range(7) for x in (200, 250, 300, 350)]
+    assert column_text(wide_table, page + wide_table, 595) == []
