@@ -23,7 +23,7 @@ import io
 import logging
 import re
 import sys
-from typing import Literal, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +66,15 @@ class PyMuPDFLayoutOptions(BaseModel):
     )
     strip_list_bullets: bool = Field(True, description="drop the bullet symbol (not a number) that starts a list item")
     rapidocr: RapidOCROptions = Field(default_factory=RapidOCROptions, description="OCR settings for image-only pages")
+
+
+class Straightened(NamedTuple):
+    """A tilted scan read level (``engines.deskew``): the one-page document it was read on, the matrix that maps
+    that page's pixels back onto the page as scanned, and the tilt in degrees."""
+
+    doc: Any
+    back: Matrix
+    degrees: float
 
 
 class PyMuPDFLayoutEngine:
@@ -118,8 +127,8 @@ class PyMuPDFLayoutEngine:
                 if needs_ocr:
                     straightened = self._write_ocr_text_layer(docs[0][0], page.image, meta)
                     if straightened is not None:  # read from here on: the straightened page, boxes mapped back
-                        docs.append(straightened[0])
-                        back, info["deskew_degrees"] = straightened[1], round(straightened[2], 2)
+                        docs.append(straightened.doc)
+                        back, info["deskew_degrees"] = straightened.back, round(straightened.degrees, 2)
                 doc = docs[-1]
                 store_images_as_jpeg(doc[0])  # read five times below: as JPEG, not PNG encoded each time
                 parsed = self._parse_page(doc)
@@ -129,10 +138,9 @@ class PyMuPDFLayoutEngine:
                 doc.close()
         return PageLayout(elements=elements, info=info)
 
-    def _write_ocr_text_layer(self, page, image, meta):
+    def _write_ocr_text_layer(self, page, image, meta) -> Straightened | None:
         """Give ``page`` RapidOCR's text as a text layer, replacing any earlier OCR text; for a tilted scan, a
-        straightened copy of the page gets it instead: (that one-page document, the matrix that maps its
-        pixels back onto the page as scanned, the tilt in degrees); None when ``page`` got it.
+        straightened copy of the page gets it instead (returned); None when ``page`` got it.
 
         An image-only page is read from its pixels (``image``, or rendered at the page's
         scale when the job did not rasterize it) and its lines written in one go
@@ -159,7 +167,7 @@ class PyMuPDFLayoutEngine:
         pixels, back = straighten(pixels, degrees)
         straight = image_page(pixels, page.rect.width, page.rect.height)
         write_lines(straight[0], self.ocr.read_lines(pixels), (pixels.shape[1], pixels.shape[0]))
-        return straight, back, degrees
+        return Straightened(straight, back, degrees)
 
     def _parse_page(self, doc):
         """pymupdf4llm's ``parse_document`` on the one-page ``doc``, its table finder run only where it can find a table.
@@ -204,7 +212,8 @@ class PyMuPDFLayoutEngine:
             running = column_text(mine, words, page.rect.width) if category == "Table" else []
             if running:  # a table box over a column's running text beside it: that text is the column's
                 parts.extend(("Text", part) for part in running)
-                mine = [word for word in mine if not any(word in part for part in running)]
+                taken = {word for part in running for word in part}
+                mine = [word for word in mine if word not in taken]
                 if mine:  # the table's own words, without the HTML that mixed the column's lines into its cells
                     items.append((bounds(mine), "Table", words_text(mine).strip()))
             elif category in ("Table", "Picture") or (category == "Formula" and not mine):  # a formula drawn without text

@@ -161,11 +161,13 @@ def _turn_taking(run: list[list[int]], boxes, middle: float) -> int | None:
     stretches: list[tuple[bool, int]] = []  # side (left?), first stripe
     both: list[int] = []  # stripes with text on both sides
     for position, stripe in enumerate(run):
-        side = {(boxes[i][0] + boxes[i][2]) / 2 < middle for i in stripe}
-        if len(side) == 2:
+        sides = {(boxes[i][0] + boxes[i][2]) / 2 < middle for i in stripe}
+        if len(sides) == 2:
             both.append(position)
-        elif not stretches or stretches[-1][0] not in side or any(b > stretches[-1][1] for b in both):
-            stretches.append((side.pop(), position))
+            continue
+        side = sides.pop()  # a new stretch on a change of side, or after text on both sides
+        if not stretches or stretches[-1][0] != side or (both and both[-1] > stretches[-1][1]):
+            stretches.append((side, position))
     for before, middle_stretch, after in zip(stretches, stretches[1:], stretches[2:]):
         if before[0] != middle_stretch[0] != after[0] and not any(before[1] < b < after[1] for b in both):
             return middle_stretch[1]

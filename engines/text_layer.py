@@ -20,7 +20,7 @@ undone ("ex-" + "periment" is "experiment").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -246,14 +246,11 @@ def column_text(words: Sequence[Word], page: Sequence[Word], page_width: float, 
     running = []
     for part in parts:
         x0, x1 = min(w.x0 for w in part), max(w.x1 for w in part)
-        spans: dict[tuple[int, int], tuple[float, float]] = {}
-        for w in part:
-            a, b = spans.get((w.block, w.line), (w.x0, w.x1))
-            spans[(w.block, w.line)] = (min(a, w.x0), max(b, w.x1))
-        long = sum(b - a >= full * (x1 - x0) for a, b in spans.values())
+        spans = _line_spans(part, horizontal=True)
+        long = sum(b - a >= full * (x1 - x0) for a, b in spans)
         if x1 - x0 >= wide * page_width and long >= rows and long >= 0.8 * len(spans):
             running.append(part)
-    return running if len(running) < len(parts) else []
+    return running if len(running) < len(parts) else []  # all of it running text: columns of a table, kept
 
 
 def _gutter_core(near: np.ndarray, left_edge: float, right_edge: float) -> tuple[float, float]:
@@ -267,18 +264,21 @@ def _gutter_core(near: np.ndarray, left_edge: float, right_edge: float) -> tuple
             min(right_edge, float(starts[:, 0].min())) if len(starts) else right_edge)
 
 
+def _line_spans(words: Iterable[Word], horizontal: bool) -> list[tuple[float, float]]:
+    """Each MuPDF line's extent across (``horizontal``) or down the page, over ``words``."""
+    spans: dict[tuple[int, int], tuple[float, float]] = {}
+    for w in words:
+        low, high = (w.x0, w.x1) if horizontal else (w.y0, w.y1)
+        a, b = spans.get((w.block, w.line), (low, high))
+        spans[(w.block, w.line)] = (min(a, low), max(b, high))
+    return list(spans.values())
+
+
 def _two_sided_rows(words: Sequence[Word], left: Sequence[int], right: Sequence[int]) -> int:
     """How many lines of ``left``'s words have a line of ``right``'s beside them (sharing half a line's height)."""
-    def rows(indices: Sequence[int]) -> list[tuple[float, float]]:
-        spans: dict[tuple[int, int], tuple[float, float]] = {}
-        for i in indices:
-            key, w = (words[i].block, words[i].line), words[i]
-            a, b = spans.get(key, (w.y0, w.y1))
-            spans[key] = (min(a, w.y0), max(b, w.y1))
-        return list(spans.values())
-
-    others = rows(right)
-    return sum(any(min(b, d) - max(a, c) > 0.5 * min(b - a, d - c) for c, d in others) for a, b in rows(left))
+    others = _line_spans((words[i] for i in right), horizontal=False)
+    return sum(any(min(b, d) - max(a, c) > 0.5 * min(b - a, d - c) for c, d in others)
+               for a, b in _line_spans((words[i] for i in left), horizontal=False))
 
 
 def merge_overlapping(parts: list[tuple[str, list[Word]]], mergeable: frozenset[str]) -> list[tuple[str, list[Word]]]:
