@@ -147,15 +147,21 @@ def page_image(row: dict[str, Any]) -> np.ndarray | None:
 
 
 def _picture_crops(row: dict[str, Any], elements: list[dict], crop: dict[str, Any]) -> list:
-    """From the page's pixels where it has them, else rendered from its one-page PDF."""
+    """From the page's pixels where it has them, else rendered from its one-page PDF; turned upright where the
+    layout engine read the page turned (``rotation_degrees`` in its info: the content's clockwise turn)."""
     image = page_image(row)
     if image is not None:
-        return crop_pictures(image, elements, **crop)
-    if not has_bytes(row, "pdf_bytes"):
+        crops = crop_pictures(image, elements, **crop)
+    elif not has_bytes(row, "pdf_bytes"):
         raise ValueError("the page has Picture elements but neither pixels nor a PDF to crop them from")
-    return render_picture_crops(
-        bytes(row["pdf_bytes"]), float(row["scale"]), int(row["width"]), int(row["height"]), elements, **crop
-    )
+    else:
+        crops = render_picture_crops(
+            bytes(row["pdf_bytes"]), float(row["scale"]), int(row["width"]), int(row["height"]), elements, **crop
+        )
+    quarters = int(json.loads(row.get("layout_info") or "{}").get("rotation_degrees", 0)) // 90 % 4
+    for picture in crops if quarters else ():
+        picture.image = np.ascontiguousarray(np.rot90(picture.image, quarters))
+    return crops
 
 
 def crop_page(row: dict[str, Any], crop: dict[str, Any], out_dir: str | None = None) -> dict[str, Any]:

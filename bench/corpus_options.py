@@ -1,10 +1,11 @@
-"""The layout engine with different RapidOCR options on the corpus' scans, side by side in one process.
+"""The layout engine with different options on the corpus' scans, side by side in one process.
 
     python -m bench.corpus_options --corpus /tmp/corpus 'base={}' 'ort={"runtime": "onnxruntime"}' \
-        'batch8={"rec_batch": 8}' [--dpi 150]
+        'batch8={"rec_batch": 8}' 'upright={"orient": false}' [--dpi 150]
 
-Each argument is NAME=JSON, RapidOCR options over the defaults (``engines/rapidocr/options.py``),
-one engine each, one thread. Documents are read in turn by every engine (the order
+Each argument is NAME=JSON, options over the defaults, one engine each, one thread: the
+layout engine's own (``PyMuPDFLayoutOptions``: ``orient``, ``deskew``, ...) and RapidOCR's
+(``engines/rapidocr/options.py``), told apart by name. Documents are read in turn by every engine (the order
 alternating from one document to the next, each engine warmed up on the document's first
 page, outside the timing), so the machine's drift falls on all of them alike. Prints
 seconds per page, the ratio to the first engine, CER and word recall against the
@@ -34,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
 
     engines = {}
     for item in args.engines:
-        name, _, options = item.partition("=")
-        ocr = RapidOCROptions(threads=1, **json.loads(options or "{}"))
-        engines[name] = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=1, rapidocr=ocr))
+        name, _, text = item.partition("=")
+        options = json.loads(text or "{}")
+        layout = {key: options.pop(key) for key in list(options) if key in PyMuPDFLayoutOptions.model_fields and key != "rapidocr"}
+        ocr = RapidOCROptions(**{"threads": 1, **options})
+        engines[name] = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(**{"threads": 1, **layout}, rapidocr=ocr))
     with tempfile.TemporaryDirectory() as tmp:
         _, built = corpus_documents(args.corpus, None, args.dpi, Path(tmp))
         seconds = dict.fromkeys(engines, 0.0)

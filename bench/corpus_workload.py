@@ -1,7 +1,8 @@
 """The ``corpus`` workload of ``bench.ocr_quality``: the project's own LaTeX and office documents, side by side.
 
     python -m bench.ocr_quality --workload corpus [--corpus DIR] [--only NAME ...] [--dpi 150] [--no-job]
-                                [--job-copies N] [--job-set 'KEY=VALUE ...'] [--tilt DEGREES] [--worn]
+                                [--job-copies N] [--job-set 'KEY=VALUE ...'] [--job-one-file] [--tilt DEGREES] [--worn]
+                                [--turn 90|180|270]
 
 The corpus (``samples.corpus.build``: pdfTeX and LuaTeX papers in one and two columns,
 a manual, a LibreOffice export) is built into a temporary folder unless ``--corpus``
@@ -22,12 +23,16 @@ names a built one. Each page's reference is its born-digital PDF's text layer
    both read N copies of the scanned documents (a collection over which the job's start-up
    weighs less); each ``--job-set "KEY=VALUE ..."`` adds a run of the job with those
    overrides (for example two layout actors on a 2-core machine) next to the default config.
+   ``--job-one-file`` gives the job all those pages as one PDF (a long scanned document,
+   whose pages the job must spread over its actors itself); Tesseract reads the same pages.
 
 ``--tilt D`` reads scans tilted by D degrees (each page turned around its centre, as a
 sheet feeder tilts it; ``samples.corpus.build.scanned_twin``) in parts 2 and 3, against
 the same text layers: real scans are rarely level, and Tesseract deskews. ``--worn`` reads
 them as an office scanner delivers them: blurred, on grey paper, with sensor noise, stored
-as JPEG at quality 70.
+as JPEG at quality 70. ``--turn 90|180|270`` lays every scan turned that many degrees
+clockwise, on a page of the turned size, as sheets fed sideways or upside down come out;
+Tesseract then runs with ``--psm 1``, its own page orientation detection (OSD).
 """
 
 from __future__ import annotations
@@ -94,15 +99,37 @@ def corpus_documents(corpus: Path | None, only: list[str] | None, dpi: int, tmp:
     return corpus, built
 
 
-def rescanned(built: list[dict], dpi: int, tilt: float, worn: bool, folder: Path) -> list[dict]:
-    """``built`` with its scans at ``dpi`` replaced by twins tilted ``tilt`` degrees (counter-clockwise) and, with
-    ``worn``, blurred, noisy and JPEG-stored as an office scanner delivers them, written to ``folder``."""
+@dataclass(frozen=True)
+class Rescan:
+    """How the scans are redone: tilted ``tilt`` degrees counter-clockwise, ``worn`` (blurred, noisy, JPEG-stored as
+    an office scanner delivers them), laid ``turn`` degrees clockwise (``samples.corpus.build.scanned_twin``)."""
+
+    tilt: float = 0.0
+    worn: bool = False
+    turn: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.tilt or self.worn or self.turn % 360)
+
+    @property
+    def label(self) -> str:
+        return (f"{f', tilted {self.tilt:g} degrees' if self.tilt else ''}{', worn' if self.worn else ''}"
+                f"{f', turned {self.turn} degrees' if self.turn % 360 else ''}")
+
+    @property
+    def tesseract_psm(self) -> str:
+        """``--psm 1`` (orientation and script detection first) where pages lie turned, else the usual ``--psm 3``."""
+        return "1" if self.turn % 360 else "3"
+
+
+def rescanned(built: list[dict], dpi: int, rescan: Rescan, folder: Path) -> list[dict]:
+    """``built`` with its scans at ``dpi`` replaced by twins redone as ``rescan`` says, written to ``folder``."""
     from samples.corpus.build import scanned_twin
 
     scans = []
     for doc in built:
         path = folder / f"{doc['name']}.pdf"
-        scanned_twin(Path(doc["pdf"]), path, dpi, tilt=tilt, worn=worn)
+        scanned_twin(Path(doc["pdf"]), path, dpi, tilt=rescan.tilt, worn=rescan.worn, turn=rescan.turn)
         scans.append({**doc, "scanned": {**doc["scanned"], str(dpi): str(path)}})
     return scans
 
@@ -173,21 +200,21 @@ def _tesseract_env() -> dict[str, str]:
     return {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
 
-def tesseract_one_process(pngs: list[Path], dpi: int, folder: Path) -> tuple[list[str], float]:
+def tesseract_one_process(pngs: list[Path], dpi: int, folder: Path, psm: str = "3") -> tuple[list[str], float]:
     """Tesseract on one thread, all pages in one process (its model loaded once)."""
     listing = folder / "pages.txt"
     listing.write_text("\n".join(str(p) for p in pngs) + "\n")
-    command = ["tesseract", str(listing), "stdout", "--psm", "3", "--dpi", str(dpi)]
+    command = ["tesseract", str(listing), "stdout", "--psm", psm, "--dpi", str(dpi)]
     started = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True, env=_tesseract_env(), check=True).stdout
     seconds = time.perf_counter() - started
     return (out.split("\f") + [""] * len(pngs))[: len(pngs)], seconds
 
 
-def tesseract_per_core(pngs: list[Path], dpi: int, cores: int) -> tuple[list[str], float]:
+def tesseract_per_core(pngs: list[Path], dpi: int, cores: int, psm: str = "3") -> tuple[list[str], float]:
     """Tesseract as a batch tool runs on a machine: ``cores`` single-thread processes, one page per process."""
     def one(path: Path) -> str:
-        command = ["tesseract", str(path), "stdout", "--psm", "3", "--dpi", str(dpi)]
+        command = ["tesseract", str(path), "stdout", "--psm", psm, "--dpi", str(dpi)]
         return subprocess.run(command, capture_output=True, text=True, env=_tesseract_env(), check=True).stdout
 
     started = time.perf_counter()
@@ -241,9 +268,24 @@ def print_stages(pages: list, engine) -> None:
     print(f"     {'rest (text layer, layout analysis, words)':<40} {rest:.3f}")
 
 
-def job_inputs(built: list[dict], dpi: int, copies: int, folder: Path) -> list[str]:
+#: The one file ``--job-one-file`` makes of the scans (``job_inputs``).
+ONE_FILE = "collection"
+
+
+def job_inputs(built: list[dict], dpi: int, copies: int, folder: Path, one_file: bool = False) -> list[str]:
     """The scanned documents, or ``copies`` copies of each (files named ``STEM--K.pdf``; links would be read as
-    one document) in ``folder``."""
+    one document) in ``folder``; with ``one_file``, all those pages in that order in one PDF (``ONE_FILE``)."""
+    if one_file:
+        import pymupdf
+
+        folder.mkdir(parents=True, exist_ok=True)
+        with pymupdf.open() as merged:
+            for _ in range(copies):
+                for doc in built:
+                    with pymupdf.open(doc["scanned"][str(dpi)]) as scan:
+                        merged.insert_pdf(scan)
+            merged.save(folder / f"{ONE_FILE}.pdf")
+        return [str(folder / f"{ONE_FILE}.pdf")]
     if copies <= 1:
         return [doc["scanned"][str(dpi)] for doc in built]
     folder.mkdir(parents=True, exist_ok=True)
@@ -257,25 +299,27 @@ def job_inputs(built: list[dict], dpi: int, copies: int, folder: Path) -> list[s
 
 
 def end_to_end(built: list[dict], dpi: int, cores: int, pngs: list[Path], refs: list[str], tmp: Path,
-               version: str | None, copies: int, job_sets: list[str]) -> dict[str, object]:
+               version: str | None, copies: int, job_sets: list[str], psm: str = "3", one_file: bool = False) -> dict[str, object]:
     """Part 3: the OCR job (default config, then with each ``job_sets`` entry's space-separated overrides) against
-    Tesseract a page per process."""
+    Tesseract a page per process; with ``one_file`` the job reads all the pages as one PDF."""
     pngs, refs = pngs * copies, refs * copies
-    inputs = job_inputs(built, dpi, copies, tmp / "job-in")
-    before = tesseract_per_core(pngs, dpi, cores) if version else None
+    inputs = job_inputs(built, dpi, copies, tmp / "job-in", one_file)
+    before = tesseract_per_core(pngs, dpi, cores, psm) if version else None
     rows, summaries = [], []
     for number, overrides in enumerate([[]] + [item.split() for item in job_sets]):
         job_texts, job_seconds, summary = run_job(inputs, dpi, tmp / f"job-out-{number}", overrides)
-        ordered = [text for copy in range(copies) for doc in built
-                   for text in (job_texts.get(doc["name"] if copies == 1 else f"{doc['name']}--{copy}") or [""] * doc["pages"])]
+        ordered = job_texts.get(ONE_FILE) or [""] * len(refs) if one_file else [
+            text for copy in range(copies) for doc in built
+            for text in (job_texts.get(doc["name"] if copies == 1 else f"{doc['name']}--{copy}") or [""] * doc["pages"])]
         label = f"OCR job (python -m jobs.ocr{''.join(' --set ' + item for item in overrides)}), {cores} cores"
         rows.append(Scored(label, ordered, refs, job_seconds))
         summaries.append(summary)
     if version:  # before and after the jobs; the faster run counts (the machine drifts over minutes)
-        runs = [before, tesseract_per_core(pngs, dpi, cores)]
+        runs = [before, tesseract_per_core(pngs, dpi, cores, psm)]
         texts, seconds = min(runs, key=lambda run: run[1])
         rows.append(Scored(f"tesseract, {cores} single-thread processes, a page each", texts, refs, seconds))
-    _print_rows(f"3. end to end on the scanned twins{f' ({copies} copies)' if copies > 1 else ''} (start-up included)", rows)
+    read_as = f"{f' ({copies} copies)' if copies > 1 else ''}{', as one PDF' if one_file else ''}"
+    _print_rows(f"3. end to end on the scanned twins{read_as} (start-up included)", rows)
     figures: dict[str, object] = {"copies": copies, "rows": [r.row() for r in rows], "job_summaries": summaries}
     if version:
         print(f"   tesseract before and after the jobs: {runs[0][1]:.1f} s and {runs[1][1]:.1f} s")
@@ -303,7 +347,8 @@ def _print_rows(title: str, rows: list[Scored], speed: bool = True) -> None:
 
 
 def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_path: Path | None,
-         stages: bool = False, job_copies: int = 1, job_sets: list[str] = (), tilt: float = 0.0, worn: bool = False) -> int:
+         stages: bool = False, job_copies: int = 1, job_sets: list[str] = (), rescan: Rescan = Rescan(),
+         job_one_file: bool = False) -> int:
     from bench.ocr_quality import tesseract_version
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -311,13 +356,14 @@ def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_
     with tempfile.TemporaryDirectory(prefix="ocr_corpus_") as tmp_name:
         tmp = Path(tmp_name)
         corpus, built = corpus_documents(corpus, only, dpi, tmp)
-        if tilt or worn:
-            built = rescanned(built, dpi, tilt, worn, tmp / "rescanned")
+        if rescan:
+            built = rescanned(built, dpi, rescan, tmp / "rescanned")
         pages = sum(doc["pages"] for doc in built)
         print(f"corpus {corpus}: {len(built)} documents, {pages} pages; scans at {dpi} dpi"
-              f"{f', tilted {tilt:g} degrees' if tilt else ''}{', worn' if worn else ''}; {cores} cores;"
+              f"{rescan.label}; {cores} cores;"
               f" tesseract: {version or 'NOT FOUND'}", flush=True)
-        figures: dict[str, object] = {"dpi": dpi, "tilt": tilt, "worn": worn, "cores": cores, "tesseract": version, "documents": built}
+        figures: dict[str, object] = {"dpi": dpi, "tilt": rescan.tilt, "worn": rescan.worn, "turn": rescan.turn,
+                                   "cores": cores, "tesseract": version, "documents": built}
 
         per_document, per_producer = born_digital(built, dpi)
         _print_rows("1. born-digital: layout engine text against the PDF's own text layer (get_text())",
@@ -336,14 +382,14 @@ def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_
         engine.layout(scanned_pages[:1])  # models loaded and warmed up outside the timing
         pngs = tesseract_pngs(built, dpi, tmp / "png") if version else []
         ours = Scored("layout engine (RapidOCR + layout), 1 thread", [], refs)
-        tess = Scored("tesseract --psm 3, 1 thread, a process per document", [], refs)
+        tess = Scored(f"tesseract --psm {rescan.tesseract_psm}, 1 thread, a process per document", [], refs)
         start = 0
         for doc in built:  # interleaved document by document: the machine's drift hits both alike
             texts, seconds = read_with_engine(engine, scanned[doc["name"]])
             ours.texts += texts
             ours.seconds += seconds
             if version:
-                texts, seconds = tesseract_one_process(pngs[start:start + len(texts)], dpi, tmp)
+                texts, seconds = tesseract_one_process(pngs[start:start + len(texts)], dpi, tmp, rescan.tesseract_psm)
                 tess.texts += texts
                 tess.seconds += seconds
             start += len(texts)
@@ -359,7 +405,8 @@ def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_
             print_stages(scanned_pages, engine)
 
         if job:
-            figures["end_to_end"] = end_to_end(built, dpi, cores, pngs, refs, tmp, version, job_copies, job_sets)
+            figures["end_to_end"] = end_to_end(built, dpi, cores, pngs, refs, tmp, version, job_copies, job_sets,
+                                               rescan.tesseract_psm, job_one_file)
     if json_path:
         json_path.write_text(json.dumps(figures, indent=2, ensure_ascii=False))
         print(f"\nwrote {json_path}")

@@ -269,11 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-set", action="append", default=[], metavar="'KEY=VALUE ...'",
                         help="corpus: also run the job with these --set overrides (space-separated; repeatable: one run"
                         " each), next to the default config")
+    parser.add_argument("--job-one-file", action="store_true",
+                        help="corpus: the end-to-end run gives the job all the scanned pages as one PDF (a long document)")
     parser.add_argument("--dpi", type=int, default=150, help="render resolution of the pages")
     parser.add_argument("--tilt", type=float, default=0.0,
                         help="corpus: the scans tilted this many degrees counter-clockwise, as a feeder tilts a sheet")
     parser.add_argument("--worn", action="store_true",
                         help="corpus: the scans blurred, noisy, on grey paper and stored as JPEG, as an office scanner delivers them")
+    parser.add_argument("--turn", type=int, default=0, choices=(0, 90, 180, 270),
+                        help="corpus: the scans laid turned this many degrees clockwise, as sheets fed sideways or upside down"
+                        " (Tesseract then runs with --psm 1, its orientation detection)")
     parser.add_argument("--repeats", type=int, default=1, help="time each configuration this often, keep the fastest")
     parser.add_argument("--models", default=RapidOCROptions().models, help="RapidOCROptions.models (the model set)")
     parser.add_argument("--max-side-len", type=int, default=RapidOCROptions().max_side_len,
@@ -288,10 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.workload == "corpus":
+        from bench.corpus_workload import Rescan
         from bench.corpus_workload import main as corpus_main
 
         return corpus_main(args.corpus, args.only, args.dpi, args.job, args.json, args.stages, args.job_copies, args.job_set,
-                           args.tilt, args.worn)
+                           Rescan(args.tilt, args.worn, args.turn), args.job_one_file)
     base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
                            rec_model=args.rec_model, rec_keys=args.rec_keys, rec_height=args.rec_height)
     variants = [{}, {"runtime": "openvino", "precision": "f32"}, {"runtime": "onnxruntime"},  # defaults, before-rows

@@ -1,7 +1,7 @@
 """Born-digital text on PDFs that other people made: the layout engine against each page's own text layer.
 
     python -m bench.published_pdfs [FOLDER ...] [--docs 250] [--pages 3] [--seed 7] [--worst 20]
-                                   [--scanned] [--dpi 150] [--json OUT]
+                                   [--scanned] [--dpi 150] [--turn 90|180|270] [--json OUT]
 
 The corpus of ``bench.ocr_quality`` is typeset by this project; this bench reads what
 others published. By default the folder is ``/usr/share/doc``, where Debian's TeX Live
@@ -22,6 +22,9 @@ column by column, marginal notes).
 an image-only PDF (no text layer, so every word comes through OCR), read by the layout
 engine and by Tesseract 5 (``--psm 3``, one thread, a process per document, on the same
 grey page images), document by document in turn, scored against the same text layers.
+``--turn D`` lays those scans turned D degrees clockwise on pages of the turned size (PIL's
+rotation), as sheets fed sideways or upside down come out; Tesseract then runs with
+``--psm 1``, its own orientation detection.
 """
 
 from __future__ import annotations
@@ -82,9 +85,11 @@ def read(engine, pdf: Path, numbers: list[int], pages: int, dpi: int = 150) -> t
     return texts, time.perf_counter() - started
 
 
-def scan(document: Document, dpi: int, folder: Path) -> tuple[Path, list[Path]]:
-    """The document's text pages as a scan: an image-only PDF of them, and the same pages as grey PNGs (Tesseract's input)."""
+def scan(document: Document, dpi: int, folder: Path, turn: int = 0) -> tuple[Path, list[Path]]:
+    """The document's text pages as a scan: an image-only PDF of them, and the same pages as grey PNGs (Tesseract's
+    input), laid turned ``turn`` degrees clockwise."""
     import pymupdf
+    from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     pngs = []
@@ -93,9 +98,11 @@ def scan(document: Document, dpi: int, folder: Path) -> tuple[Path, list[Path]]:
             page = source[number - 1]
             png = folder / f"page-{number:04d}.png"
             page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False).save(png)
+            if turn:
+                Image.open(png).rotate(-turn, expand=True).save(png)  # PIL turns counter-clockwise
             pngs.append(png)
-            out.new_page(width=page.rect.width, height=page.rect.height).insert_image(pymupdf.Rect(0, 0, page.rect.width,
-                                                                                                 page.rect.height), filename=png)
+            width, height = (page.rect.height, page.rect.width) if turn % 180 else (page.rect.width, page.rect.height)
+            out.new_page(width=width, height=height).insert_image(pymupdf.Rect(0, 0, width, height), filename=png)
         out.save(folder / "scan.pdf")
     return folder / "scan.pdf", pngs
 
@@ -123,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worst", type=int, default=20, help="pages with the highest CER to list")
     parser.add_argument("--scanned", action="store_true", help="also read the pages as scans, against Tesseract")
     parser.add_argument("--dpi", type=int, default=150, help="--scanned: the scans' resolution")
+    parser.add_argument("--turn", type=int, default=0, choices=(0, 90, 180, 270),
+                        help="--scanned: the scans laid turned this many degrees clockwise (Tesseract then runs --psm 1)")
     parser.add_argument("--json", type=Path, help="also write the scores here")
     args = parser.parse_args(argv)
 
@@ -134,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         print("--scanned compares with Tesseract, which is not installed (Debian: apt-get install tesseract-ocr)")
         return 2
     engine = layout_engine()
-    total, scanned, tesseract = Scored("all", [], []), Scored("layout engine, scanned", [], []), Scored("tesseract --psm 3", [], [])
+    psm = "1" if args.turn else "3"
+    total, scanned, tesseract = Scored("all", [], []), Scored("layout engine, scanned", [], []), Scored(f"tesseract --psm {psm}", [], [])
     families: dict[str, Scored] = {}
     pages: list[tuple[float, str, int]] = []
     failed: list[str] = []
@@ -147,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 texts, seconds = read(engine, pdf, document.numbers, args.pages)
                 if args.scanned:
-                    scan_pdf, pngs = scan(document, args.dpi, Path(tmp) / f"{number:04d}")
+                    scan_pdf, pngs = scan(document, args.dpi, Path(tmp) / f"{number:04d}", args.turn)
                     scan_texts, scan_seconds = read(engine, scan_pdf, list(range(1, len(pngs) + 1)), len(pngs), args.dpi)
-                    tess_texts, tess_seconds = tesseract_one_process(pngs, args.dpi, Path(tmp) / f"{number:04d}")
+                    tess_texts, tess_seconds = tesseract_one_process(pngs, args.dpi, Path(tmp) / f"{number:04d}", psm)
             except Exception as exc:  # noqa: BLE001 - a PDF the engine cannot read is reported, the bench goes on
                 failed.append(f"{pdf}: {exc!r}")
                 continue
@@ -171,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     for page_cer, pdf, page in sorted(pages, reverse=True)[: args.worst]:
         print(f"  {page_cer:8.4f}  {pdf} page {page}")
     if args.scanned and scanned.texts:
-        _print_table(f"the same pages scanned at {args.dpi} dpi, one thread each (goal: CER no worse than Tesseract's)",
+        turned = f", turned {args.turn} degrees" if args.turn else ""
+        _print_table(f"the same pages scanned at {args.dpi} dpi{turned}, one thread each (goal: CER no worse than Tesseract's)",
                      [scanned, tesseract])
         print(f"  pages/s {scanned.pages_per_s / tesseract.pages_per_s:.2f}x Tesseract's")
     for line in failed:

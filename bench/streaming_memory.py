@@ -1,6 +1,8 @@
 """Bounded memory: the OCR job's driver RSS and object-store use stay flat as the input grows 10x.
 
-    python -m bench.streaming_memory [--pages 200,2000] [--pages-per-doc 20] [--dpi 72] [--cheap] [--json out.json]
+    python -m bench.streaming_memory [--pages 200,2000] [--pages-per-doc 20] [--dpi 72] [--cheap] [--rows pixels|pdf]
+                                     [--set KEY=VALUE ...]
+                                     [--json out.json]
 
 Workload: born-digital PDFs of ``--pages-per-doc`` pages, built from the generated sample
 (``samples.generate``: text layer, a table, and on every second page a picture whose
@@ -81,6 +83,13 @@ class TextLayerLayout:
         return results
 
 
+class TextLayerLayoutOfPdf(TextLayerLayout):
+    """``TextLayerLayout`` that declares it reads the one-page PDF, as the real PyMuPDF engine does: rows carry the
+    PDF, not the rasterized page (``--rows pdf``)."""
+
+    reads = "pdf"
+
+
 def make_inputs(folder: Path, pages: int, pages_per_doc: int) -> int:
     """Write ``pages`` pages as PDFs of ``pages_per_doc`` pages each; returns the number of documents."""
     import pymupdf
@@ -158,7 +167,7 @@ def spilling_setting() -> str:
     return f"on (Ray default), to {where}"
 
 
-def measure(input_dir: Path, dpi: int, cheap: bool) -> dict:
+def measure(input_dir: Path, dpi: int, cheap: bool, settings: list[str] = (), rows: str = "pixels") -> dict:
     """Child process: start Ray, run the job on ``input_dir``, return the figures."""
     import ray
 
@@ -173,8 +182,9 @@ def measure(input_dir: Path, dpi: int, cheap: bool) -> dict:
         spilling = spilling_setting()
         overrides = [f"ocr.render.dpi={dpi}", "ocr.progress=false", "ocr.output.markdown=false"]
         if cheap:
-            overrides += [f"ocr.layout.engine={CHEAP_LAYOUT}", "ocr.layout.options={}", "ocr.picture.enabled=false"]
-        config = load_config(overrides=overrides)
+            engine = CHEAP_LAYOUT + ("OfPdf" if rows == "pdf" else "")
+            overrides += [f"ocr.layout.engine={engine}", "ocr.layout.options={}", "ocr.picture.enabled=false"]
+        config = load_config(overrides=[*overrides, *settings])
         out = Path(tempfile.mkdtemp(prefix="bench-mem-out-"))
         poller.start()
         started = time.perf_counter()
@@ -213,12 +223,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pages-per-doc", type=int, default=20, help="pages per generated PDF")
     parser.add_argument("--dpi", type=int, default=72, help="rasterization DPI (low: this measures memory, not OCR)")
     parser.add_argument("--cheap", action="store_true", help="text-layer layout, no models, no OCR (same pipeline and rows)")
+    parser.add_argument("--rows", choices=("pixels", "pdf"), default="pixels",
+                        help="cheap mode: rows carry the rasterized page (as for DOTS; default) or the one-page PDF (as for PyMuPDF)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for the job (repeatable), e.g. ocr.page_block_bytes=134217728")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:  # child process: one size, one fresh Ray, one driver
-        print(json.dumps(measure(args.worker, args.dpi, args.cheap)))
+        print(json.dumps(measure(args.worker, args.dpi, args.cheap, args.set, args.rows)))
         return
 
     sizes = [int(value) for value in args.pages.split(",")]
@@ -232,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
             command = [sys.executable, "-m", "bench.streaming_memory", "--worker", str(folder), "--dpi", str(args.dpi)]
             if args.cheap:
                 command.append("--cheap")
+            command += [arg for setting in args.set for arg in ("--set", setting)] + ["--rows", args.rows]
             # Ray swaps 127.0.0.1 for the machine's outward IP (and then listens on every interface)
             # unless this is 0: with it, the child's Ray really stays on 127.0.0.1.
             env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}

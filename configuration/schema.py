@@ -195,6 +195,12 @@ class OCRConfig(Strict):
     split_num_cpus: float = Field(
         0.25, gt=0, description="logical CPUs per read/split/crop/assemble task (kept small so actors cannot starve them)"
     )
+    page_block_bytes: int | None = Field(
+        None, ge=64 * 1024, description="Ray Data's target block size (DataContext.target_max_block_size): pages leave"
+        " the split stage in blocks of about this many bytes, and a block goes to one layout actor. null: 1 MiB where"
+        " the layout engine reads one-page PDFs (a few scanned pages a block, so a long document spreads over the"
+        " pool), Ray Data's default where it reads rasterized pages (several MB each) (pipeline/dataflow.py)"
+    )
     progress: bool = Field(True, description="show Ray Data's per-operator progress bars")
     trust_remote_code: bool = Field(
         False,

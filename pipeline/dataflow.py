@@ -22,12 +22,24 @@ Page records are assembled on the driver too (about a millisecond per page), not
 last ``map``: Ray Data's resource allocator gives the last operator what the actor pools
 leave, which on a small node is nothing, so its tasks waited until the actors finished
 and no report was written before the end of the run (``docs/ocr-pipeline.md``).
+
+A block of pages goes to one layout actor whole, and Ray Data cuts a task's output into
+blocks only past ``DataContext.target_max_block_size`` (128 MiB by default): a document's
+pages, a few hundred kilobytes each as one-page PDFs, left the split stage as one block,
+so a single long PDF was read by one actor however many the cluster had. Where the
+layout engine reads one-page PDFs, blocks of 1 MiB (``ocr.page_block_bytes``) carry a
+handful of scanned pages, and the pool reads them side by side. Rows that carry a
+rasterized page (several MB each, for pixel engines such as DOTS) keep Ray Data's
+default: at 1 MiB every page was a block, and on the memory bench's fast engine the
+object store then grew with the input (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import ray
 from ray.data import ActorPoolStrategy, DataContext, Dataset
@@ -53,8 +65,22 @@ def _pool_args(pool: ActorPoolConfig, initial: int | None = None) -> dict[str, A
     }
 
 
+#: ``ocr.page_block_bytes`` when null and the layout engine reads one-page PDFs (100-300 KB a scanned page, median).
+PDF_PAGE_BLOCK_BYTES = 1024 * 1024
+
+
+def page_block_bytes(ocr: OCRConfig) -> int:
+    """The run's target block size: ``ocr.page_block_bytes``, else by what the rows carry (module docstring)."""
+    if ocr.page_block_bytes is not None:
+        return ocr.page_block_bytes
+    if layout_reads(ocr.layout.engine) == "pdf":
+        return PDF_PAGE_BLOCK_BYTES
+    return DataContext().target_max_block_size  # Ray Data's own default
+
+
 def configure_data_context(ocr: OCRConfig) -> None:
     context = DataContext.get_current()
+    context.target_max_block_size = page_block_bytes(ocr)  # a long document's pages spread over the layout actors
     context.enable_progress_bars = ocr.progress
     # Off by default under `ray job submit`; the issue asks for per-operator progress.
     context.enable_operator_progress_bars = ocr.progress
@@ -96,9 +122,10 @@ def check_capacity(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: float) -> 
         )
 
 
-def initial_layout_actors(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: float, documents: int) -> int:
+def initial_layout_actors(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: float, documents: Sequence[InputDocument]) -> int:
     """How many layout actors to start with: as many as the cluster fits beside the other pools' minimum and a
-    CPU-stage task, within the pool's bounds, and no more than there are documents.
+    CPU-stage task, within the pool's bounds, and no more than there will be blocks of pages to read
+    (``page_blocks``).
 
     Ray Data would otherwise start the pool at its minimum and add actors one at a time
     as its queue grows; each new actor then spends its start-up (imports, models) while
@@ -110,7 +137,23 @@ def initial_layout_actors(ocr: OCRConfig, cluster_cpus: float, cluster_gpus: flo
     if pool.num_gpus:
         fit = min(fit, int((cluster_gpus - held_gpus + 1e-9) // pool.num_gpus))
     low, high = pool.concurrency
-    return max(low, min(fit, documents, high if high is not None else fit))
+    wanted = min(fit, high if high is not None else fit)
+    return max(low, min(wanted, page_blocks(documents, page_block_bytes(ocr), enough=wanted)))
+
+
+def page_blocks(documents: Sequence[InputDocument], block_bytes: int, enough: int) -> int:
+    """About how many blocks of pages the split stage makes of ``documents`` (their bytes over ``block_bytes``, at
+    least one each), counted only until there are ``enough``: a file is looked at (``stat``) only then."""
+    blocks = 0
+    for document in documents:
+        if blocks >= enough:
+            break
+        try:
+            size = os.path.getsize(document.path)
+        except OSError:  # the read stage records why
+            size = 0
+        blocks += max(1, math.ceil(size / block_bytes))
+    return blocks
 
 
 def build_dataset(documents: list[InputDocument], ocr: OCRConfig, out_dir: Path | None = None,

@@ -99,7 +99,7 @@ def _stream(config: AppConfig, todo: list[InputDocument], out_dir: Path, config_
         resources = ray.cluster_resources()
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
         check_capacity(ocr, cpus, gpus)
-        dataset = build_dataset(todo, ocr, out_dir, initial_layout_actors(ocr, cpus, gpus, len(todo)))
+        dataset = build_dataset(todo, ocr, out_dir, initial_layout_actors(ocr, cpus, gpus, todo))
         for row in dataset.iter_rows():
             page = assemble_page(row)
             images.add(page)

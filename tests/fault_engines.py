@@ -64,3 +64,23 @@ class DieOnce(_PyMuPDFWrapper):
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return super().layout(pages)
+
+
+class NamesItsProcess:
+    """Reads the one-page PDF (as the real CPU engine does) slowly, answering each page with the reading process's pid."""
+
+    name = "names-its-process"
+    reads = "pdf"
+
+    class Options(BaseModel):
+        seconds_per_page: float = 0.3
+
+    def __init__(self, options: NamesItsProcess.Options):
+        self.options = options
+
+    def layout(self, pages: Sequence[PageImage]) -> list[PageLayout]:
+        import os
+
+        time.sleep(self.options.seconds_per_page * len(pages))
+        return [PageLayout(elements=[Element([0, 0, 10, 10], "Text", f"page {p.meta.page_number}")], info={"pid": os.getpid()})
+                for p in pages]

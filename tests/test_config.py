@@ -95,18 +95,47 @@ def test_capacity_check_names_the_pools():
         check_capacity(gpu, cluster_cpus=8, cluster_gpus=0)
 
 
-def test_default_pools_start_one_layout_actor_per_core_that_fits():
+def _documents(folder, sizes: list[int]) -> list:
+    """Input documents of these sizes in bytes (sparse files: nothing is written)."""
+    from documents.inputs import InputDocument
+
+    folder.mkdir(exist_ok=True)
+    documents = []
+    for number, size in enumerate(sizes):
+        path = folder / f"doc-{number}.pdf"
+        with open(path, "wb") as handle:
+            handle.truncate(size)
+        documents.append(InputDocument(doc_id=f"{number:016x}", path=str(path), name=path.name))
+    return documents
+
+
+def test_default_pools_start_one_layout_actor_per_core_that_fits(tmp_path):
     """The layout pool starts at the size the cluster fits (a CPU actor per core on a small node, beside the picture
-    actor and a CPU-stage task), within its bounds and the number of documents, instead of growing one at a time."""
-    from pipeline.dataflow import check_capacity, initial_layout_actors
+    actor and a CPU-stage task), within its bounds and the blocks of pages there will be, instead of growing one at
+    a time."""
+    from pipeline.dataflow import PDF_PAGE_BLOCK_BYTES, check_capacity, initial_layout_actors
 
     ocr = load_config().ocr
+    small = _documents(tmp_path, [200_000] * 100)
     check_capacity(ocr, cluster_cpus=2, cluster_gpus=0)  # two 0.75-CPU layout actors + 0.25 picture + 0.25 split
-    assert initial_layout_actors(ocr, cluster_cpus=2, cluster_gpus=0, documents=8) == 2
-    assert initial_layout_actors(ocr, cluster_cpus=16, cluster_gpus=0, documents=100) == 20
-    assert initial_layout_actors(ocr, cluster_cpus=16, cluster_gpus=0, documents=3) == 3  # no actor without work
+    assert initial_layout_actors(ocr, cluster_cpus=2, cluster_gpus=0, documents=small[:8]) == 2
+    assert initial_layout_actors(ocr, cluster_cpus=16, cluster_gpus=0, documents=small) == 20
+    assert initial_layout_actors(ocr, cluster_cpus=16, cluster_gpus=0, documents=small[:3]) == 3  # no actor without work
+    long_scan = _documents(tmp_path / "long", [int(5.5 * PDF_PAGE_BLOCK_BYTES)])
+    assert initial_layout_actors(ocr, cluster_cpus=16, cluster_gpus=0, documents=long_scan) == 6  # its blocks of pages
     bounded = load_config(overrides=["ocr.layout.pool.concurrency=[1,2]"]).ocr
-    assert initial_layout_actors(bounded, cluster_cpus=16, cluster_gpus=0, documents=100) == 2
+    assert initial_layout_actors(bounded, cluster_cpus=16, cluster_gpus=0, documents=small) == 2
     gpu = load_config(overrides=["ocr.layout.pool.num_gpus=1", "ocr.layout.pool.num_cpus=2"]).ocr
-    assert initial_layout_actors(gpu, cluster_cpus=32, cluster_gpus=4, documents=100) == 4
-    assert initial_layout_actors(ocr, cluster_cpus=0.5, cluster_gpus=0, documents=8) == 1  # the minimum, always
+    assert initial_layout_actors(gpu, cluster_cpus=32, cluster_gpus=4, documents=small) == 4
+    assert initial_layout_actors(ocr, cluster_cpus=0.5, cluster_gpus=0, documents=small[:8]) == 1  # the minimum, always
+
+
+def test_pages_travel_in_small_blocks_where_the_engine_reads_one_page_pdfs():
+    """A block of pages goes to one layout actor: small blocks spread a long document; rasterized rows keep Ray's size."""
+    from ray.data import DataContext
+
+    from pipeline.dataflow import PDF_PAGE_BLOCK_BYTES, page_block_bytes
+
+    assert page_block_bytes(load_config().ocr) == PDF_PAGE_BLOCK_BYTES  # pymupdf reads the one-page PDF
+    assert page_block_bytes(load_config(overrides=["ocr.layout.engine=dots"]).ocr) == DataContext().target_max_block_size
+    assert page_block_bytes(load_config(overrides=["ocr.page_block_bytes=4194304"]).ocr) == 4194304

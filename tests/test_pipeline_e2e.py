@@ -1,7 +1,8 @@
 """End to end: the OCR job on the samples and on every kind of bad input, then resume.
 
 One Ray run covers all of it (starting Ray costs seconds): born-digital, scanned and PNG
-samples, plus the bad inputs, in one input directory.
+samples, the scan laid sideways (as a sheet fed the wrong way round comes out), plus the
+bad inputs, in one input directory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from documents.report import json_schema
 from jobs.ocr import main
 from samples.generate import BODY_WORDS, PICTURE_WORDS, TITLE
 from tests.conftest import make_bad_inputs, make_blank_pdf
+from tests.test_orientation import _turned_scan
 
 pytestmark = pytest.mark.ray
 
@@ -36,6 +38,7 @@ def run(tmp_path_factory, samples_dir):
     inputs = tmp_path_factory.mktemp("inputs")
     for name in ("report.pdf", "report_scanned.pdf", "report_page1.png"):
         shutil.copy(samples_dir / name, inputs / name)
+    (inputs / "report_sideways.pdf").write_bytes(_turned_scan((samples_dir / "report.pdf").read_bytes(), 90))
     expected_errors = make_bad_inputs(inputs / "bad")
     make_blank_pdf(inputs / "blank.pdf")
     out = tmp_path_factory.mktemp("out")
@@ -51,7 +54,7 @@ def _report(out: Path, name: str) -> dict:
 def test_reports_validate_against_schema(run):
     _, out, expected = run
     schema = json_schema()
-    names = ["report.pdf", "report_scanned.pdf", "report_page1.png"] + [f"bad/{n}" for n in expected]
+    names = ["report.pdf", "report_scanned.pdf", "report_sideways.pdf", "report_page1.png"] + [f"bad/{n}" for n in expected]
     for name in names:
         jsonschema.validate(_report(out, name), schema)
 
@@ -99,6 +102,17 @@ def test_scanned_twin_and_png_come_through_ocr(run):
         assert word in scanned
 
 
+def test_a_scan_lying_sideways_is_read_upright(run):
+    _, out, _ = run
+    report = _report(out, "report_sideways.pdf")
+    assert report["pages_failed"] == 0
+    assert [page["info"]["rotation_degrees"] for page in report["pages"]] == [90, 90]
+    text = _texts(report)
+    assert TITLE in text and "inspection of the reservoir" in text
+    for word in PICTURE_WORDS:
+        assert word in text
+
+
 def test_markdown_and_combined_outputs(run):
     _, out, _ = run
     markdown = (out / "report.pdf.md").read_text()
@@ -125,9 +139,9 @@ def test_bad_inputs_give_error_records_and_lose_nothing_else(run):
         assert report["error"]["kind"] == kind, (name, report["error"])
         assert report["source_path"].endswith(name) and report["pages"] == []
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["documents_total"] == 4 + len(expected)
+    assert summary["documents_total"] == 5 + len(expected)
     assert summary["documents_failed"] == len(expected)
-    assert summary["pages_total"] == 6 and summary["pages_failed"] == 0  # 2 + 2 + 1 + 1 blank
+    assert summary["pages_total"] == 8 and summary["pages_failed"] == 0  # 2 + 2 + 2 sideways + 1 + 1 blank
     for kind in expected.values():
         assert summary["failures_by_kind"][kind] >= 1
     assert summary["pages_per_second"] > 0 and summary["pages_per_second_after_first_document"] > 0
@@ -139,7 +153,7 @@ def test_resume_skips_finished_documents_and_force_redoes(run):
     before = (out / "report.pdf.json").stat().st_mtime_ns
     assert main([str(inputs), "--out", str(out), *ARGS]) == 0  # nothing left: no Ray started
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["documents_skipped"] == summary["documents_total"] == 4 + len(expected)
+    assert summary["documents_skipped"] == summary["documents_total"] == 5 + len(expected)
     assert summary["documents_written"] == 0
     assert (out / "report.pdf.json").stat().st_mtime_ns == before
     # A changed file and a changed config are redone.

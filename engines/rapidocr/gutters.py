@@ -37,7 +37,9 @@ Quad = list[list[float]]
 def ink_mask(image: np.ndarray, threshold: int = 32) -> np.ndarray:
     """Where ``image`` differs from its paper colour by more than ``threshold`` in any channel (after a 3x3 blur)."""
     strength = content_strength(image, background_color(image))
-    return (strength.max(axis=2) if strength.ndim == 3 else strength) > threshold
+    if strength.ndim == 3:  # channel by channel: numpy's max over a last axis of 3 is 20x slower (57 ms a page)
+        strength = np.maximum.reduce([strength[:, :, channel] for channel in range(strength.shape[2])])
+    return strength > threshold
 
 
 def _is_gutter(ink: np.ndarray, top: int, bottom: int, a: int, b: int, line: int, min_rows: float,

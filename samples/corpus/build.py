@@ -126,10 +126,12 @@ def build_pdf(spec: Spec, out_dir: Path) -> Path:
     return pdf
 
 
-def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool = False) -> None:
+def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool = False, turn: int = 0) -> None:
     """Every page of ``pdf`` rendered in grey at ``dpi`` into an image-only PDF of the same page size; ``tilt``
     degrees turn each page counter-clockwise around its centre, white where the corners come in, as a
-    scanner's feeder tilts a sheet; ``worn`` gives it what an office scanner adds (``_worn``)."""
+    scanner's feeder tilts a sheet; ``worn`` gives it what an office scanner adds (``_worn``); ``turn``
+    (90, 180, 270) lays the scan turned that many degrees clockwise, on a page of the turned size, as a
+    sheet fed sideways or upside down comes out."""
     import io
 
     import pymupdf
@@ -141,12 +143,15 @@ def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool 
             image = Image.open(io.BytesIO(page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False).tobytes("png")))
             if tilt:
                 image = image.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255)
+            if turn % 360:
+                image = image.rotate(-turn, expand=True)  # PIL turns counter-clockwise; quarter turns are exact
             encoded = io.BytesIO()
             if worn:
                 _worn(image, noise).save(encoded, "JPEG", quality=70)
             else:
                 image.save(encoded, "PNG")
-            new_page = out.new_page(width=page.rect.width, height=page.rect.height)
+            width, height = (page.rect.height, page.rect.width) if turn % 180 else (page.rect.width, page.rect.height)
+            new_page = out.new_page(width=width, height=height)
             new_page.insert_image(new_page.rect, stream=encoded.getvalue())
         path.parent.mkdir(parents=True, exist_ok=True)
         out.save(path, garbage=3, deflate=True)
