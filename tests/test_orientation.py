@@ -143,6 +143,17 @@ def test_a_turned_two_column_scan_reads_as_the_upright_one(engine: PyMuPDFLayout
     assert turned == pytest.approx(_ink_box(np.asarray(_laid_turned(Image.fromarray(mark), turn))), abs=2.0)
 
 
+def test_a_scan_both_turned_and_tilted_is_read_upright_and_level(engine: PyMuPDFLayoutEngine, upright) -> None:
+    from tests.test_deskew import _tilted_scan
+
+    page = _pages(_turned_scan(_tilted_scan(two_column_page_with_a_figure(), 1.0), 90))[0]
+    layout = engine.layout([page])[0]
+    assert layout.info["rotation_degrees"] == 90 and layout.info["deskew_degrees"] == pytest.approx(-1.0, abs=0.15)
+    assert elements_text(layout.elements) == elements_text(upright[1].elements)
+    x0, y0, x1, y1 = next(e.bbox for e in layout.elements if normalize(CAPTION)[:30] in normalize(e.text))
+    assert y1 - y0 > 3 * (x1 - x0)  # the caption's line runs down the page as it lies
+
+
 def test_orient_off_reads_the_page_as_it_lies() -> None:
     engine = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=1, orient=False))
     layout = engine.layout(_pages(_turned_scan(two_column_page_with_a_figure(), 180)))[0]
