@@ -93,7 +93,7 @@ def network_input(pixels: np.ndarray) -> np.ndarray:
     scale = SHORT_SIDE / max(1, min(height, width))
     size = (max(SQUARE, round(width * scale)), max(SQUARE, round(height * scale)))
     small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)  # grey stays one channel until the squares are cut
-    small = np.repeat(small[:, :, None], 3, axis=2) if small.ndim == 2 else small[:, :, ::-1]
+    small = np.repeat(small[:, :, None], 3, axis=2) if small.ndim == 2 else small[:, :, 2::-1]  # RGB(A) -> BGR
     height, width = small.shape[:2]
     squares = []
     for at in WINDOWS:

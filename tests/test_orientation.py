@@ -98,6 +98,16 @@ def test_which_turn_is_undone() -> None:
     assert upright_turn(p(0.1, 0.05, 0.8, 0.05), None) == 180
 
 
+def test_the_network_reads_grey_rgb_and_rgba_pages_alike() -> None:
+    from engines.orientation import network_input
+
+    grey = np.random.default_rng(0).integers(0, 256, size=(330, 250), dtype=np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    rgba = np.concatenate([rgb, np.full_like(grey[:, :, None], 255)], axis=2)
+    assert network_input(grey).shape == (3, 3, 224, 224)  # three squares along the long side
+    assert np.array_equal(network_input(grey), network_input(rgb)) and np.array_equal(network_input(rgb), network_input(rgba))
+
+
 @pytest.fixture(scope="module")
 def classifier() -> OrientationClassifier:
     return OrientationClassifier(threads=1)
