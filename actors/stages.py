@@ -159,8 +159,9 @@ def _picture_crops(row: dict[str, Any], elements: list[dict], crop: dict[str, An
             bytes(row["pdf_bytes"]), float(row["scale"]), int(row["width"]), int(row["height"]), elements, **crop
         )
     quarters = int(json.loads(row.get("layout_info") or "{}").get("rotation_degrees", 0)) // 90 % 4
-    for picture in crops if quarters else ():
-        picture.image = np.ascontiguousarray(np.rot90(picture.image, quarters))
+    if quarters:
+        for picture in crops:
+            picture.image = np.ascontiguousarray(np.rot90(picture.image, quarters))
     return crops
 
 

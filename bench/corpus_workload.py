@@ -308,9 +308,11 @@ def end_to_end(built: list[dict], dpi: int, cores: int, pngs: list[Path], refs: 
     rows, summaries = [], []
     for number, overrides in enumerate([[]] + [item.split() for item in job_sets]):
         job_texts, job_seconds, summary = run_job(inputs, dpi, tmp / f"job-out-{number}", overrides)
-        ordered = job_texts.get(ONE_FILE) or [""] * len(refs) if one_file else [
-            text for copy in range(copies) for doc in built
-            for text in (job_texts.get(doc["name"] if copies == 1 else f"{doc['name']}--{copy}") or [""] * doc["pages"])]
+        if one_file:
+            ordered = job_texts.get(ONE_FILE) or [""] * len(refs)
+        else:
+            ordered = [text for copy in range(copies) for doc in built
+                       for text in (job_texts.get(doc["name"] if copies == 1 else f"{doc['name']}--{copy}") or [""] * doc["pages"])]
         label = f"OCR job (python -m jobs.ocr{''.join(' --set ' + item for item in overrides)}), {cores} cores"
         rows.append(Scored(label, ordered, refs, job_seconds))
         summaries.append(summary)

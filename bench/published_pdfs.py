@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.corpus_workload import Scored, layout_engine, page_images, producer_family, tesseract_one_process
+from bench.corpus_workload import Rescan, Scored, layout_engine, page_images, producer_family, tesseract_one_process
 from bench.scoring import cer, elements_text, unordered_cer
 
 MIN_REFERENCE_CHARS = 50
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--scanned compares with Tesseract, which is not installed (Debian: apt-get install tesseract-ocr)")
         return 2
     engine = layout_engine()
-    psm = "1" if args.turn else "3"
+    psm = Rescan(turn=args.turn).tesseract_psm
     total, scanned, tesseract = Scored("all", [], []), Scored("layout engine, scanned", [], []), Scored(f"tesseract --psm {psm}", [], [])
     families: dict[str, Scored] = {}
     pages: list[tuple[float, str, int]] = []
