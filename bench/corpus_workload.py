@@ -2,7 +2,7 @@
 
     python -m bench.ocr_quality --workload corpus [--corpus DIR] [--only NAME ...] [--dpi 150] [--no-job]
                                 [--job-copies N] [--job-set 'KEY=VALUE ...'] [--job-one-file] [--tilt DEGREES] [--worn]
-                                [--turn 90|180|270]
+                                [--turn 90|180|270] [--bilevel LEVEL] [--stamped]
 
 The corpus (``samples.corpus.build``: pdfTeX and LuaTeX papers in one and two columns,
 a manual, a LibreOffice export) is built into a temporary folder unless ``--corpus``
@@ -33,6 +33,11 @@ them as an office scanner delivers them: blurred, on grey paper, with sensor noi
 as JPEG at quality 70. ``--turn 90|180|270`` lays every scan turned that many degrees
 clockwise, on a page of the turned size, as sheets fed sideways or upside down come out;
 Tesseract then runs with ``--psm 1``, its own page orientation detection (OSD).
+``--bilevel LEVEL`` stores the scans in black and white (grey levels up to LEVEL black) as
+CCITT Group 4 images, as document scanners' text mode and archives do; usually with
+``--dpi 300``, their resolution for text. ``--stamped`` writes a download footer as text
+on every scan, as journal archives do: the pages then have a text layer of a few words
+(its words are scored as extra: the reference is the born-digital page's text).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.scoring import cer, elements_text, word_recall
@@ -102,19 +107,24 @@ def corpus_documents(corpus: Path | None, only: list[str] | None, dpi: int, tmp:
 @dataclass(frozen=True)
 class Rescan:
     """How the scans are redone: tilted ``tilt`` degrees counter-clockwise, ``worn`` (blurred, noisy, JPEG-stored as
-    an office scanner delivers them), laid ``turn`` degrees clockwise (``samples.corpus.build.scanned_twin``)."""
+    an office scanner delivers them), laid ``turn`` degrees clockwise, in black and white at the grey level
+    ``bilevel`` (CCITT Group 4), ``stamped`` with a download footer as text (``samples.corpus.build.scanned_twin``)."""
 
     tilt: float = 0.0
     worn: bool = False
     turn: int = 0
+    bilevel: int = 0
+    stamped: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.tilt or self.worn or self.turn % 360)
+        return bool(self.tilt or self.worn or self.turn % 360 or self.bilevel or self.stamped)
 
     @property
     def label(self) -> str:
         return (f"{f', tilted {self.tilt:g} degrees' if self.tilt else ''}{', worn' if self.worn else ''}"
-                f"{f', turned {self.turn} degrees' if self.turn % 360 else ''}")
+                f"{f', turned {self.turn} degrees' if self.turn % 360 else ''}"
+                f"{f', black and white at grey level {self.bilevel} (CCITT G4)' if self.bilevel else ''}"
+                f"{', a download footer stamped on as text' if self.stamped else ''}")
 
     @property
     def tesseract_psm(self) -> str:
@@ -124,12 +134,13 @@ class Rescan:
 
 def rescanned(built: list[dict], dpi: int, rescan: Rescan, folder: Path) -> list[dict]:
     """``built`` with its scans at ``dpi`` replaced by twins redone as ``rescan`` says, written to ``folder``."""
-    from samples.corpus.build import scanned_twin
+    from samples.corpus.build import DOWNLOAD_FOOTER, scanned_twin
 
     scans = []
     for doc in built:
         path = folder / f"{doc['name']}.pdf"
-        scanned_twin(Path(doc["pdf"]), path, dpi, tilt=rescan.tilt, worn=rescan.worn, turn=rescan.turn)
+        scanned_twin(Path(doc["pdf"]), path, dpi, tilt=rescan.tilt, worn=rescan.worn, turn=rescan.turn, bilevel=rescan.bilevel,
+                     stamp=DOWNLOAD_FOOTER if rescan.stamped else "")
         scans.append({**doc, "scanned": {**doc["scanned"], str(dpi): str(path)}})
     return scans
 
@@ -364,8 +375,8 @@ def main(corpus: Path | None, only: list[str] | None, dpi: int, job: bool, json_
         print(f"corpus {corpus}: {len(built)} documents, {pages} pages; scans at {dpi} dpi"
               f"{rescan.label}; {cores} cores;"
               f" tesseract: {version or 'NOT FOUND'}", flush=True)
-        figures: dict[str, object] = {"dpi": dpi, "tilt": rescan.tilt, "worn": rescan.worn, "turn": rescan.turn,
-                                   "cores": cores, "tesseract": version, "documents": built}
+        figures: dict[str, object] = {"dpi": dpi, **asdict(rescan),
+                                      "cores": cores, "tesseract": version, "documents": built}
 
         per_document, per_producer = born_digital(built, dpi)
         _print_rows("1. born-digital: layout engine text against the PDF's own text layer (get_text())",

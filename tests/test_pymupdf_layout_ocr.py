@@ -48,6 +48,28 @@ def test_an_image_only_page_is_read_through_ocr(engine: PyMuPDFLayoutEngine, sam
     assert {"Section-header", "Table"} <= {element.category for element in layout.elements}
 
 
+def test_a_black_and_white_ccitt_scan_is_read(engine: PyMuPDFLayoutEngine, samples_dir: Path, tmp_path: Path) -> None:
+    """A document scanner's text mode, fax and archives store a page as a 1-bit CCITT Group 4 image, usually at
+    300 dpi: the job renders it at its own dpi (grey from black and white) and reads it as well as a grey scan."""
+    from bench.scoring import elements_text, word_recall
+    from samples.corpus.build import scanned_twin
+
+    scanned = tmp_path / "report_bw.pdf"
+    scanned_twin(samples_dir / "report.pdf", scanned, dpi=300, bilevel=160)
+    with pymupdf.open(scanned) as doc:
+        image = doc[0].get_images(full=True)[0]
+        assert image[4] == 1 and image[8] == "CCITTFaxDecode"  # bits per component, filter: as a scanner stores it
+    with pymupdf.open(samples_dir / "report.pdf") as born:
+        reference = born[0].get_text()
+    recall = {}
+    for name in ("report_bw.pdf", "report_scanned.pdf"):
+        path = scanned if name == "report_bw.pdf" else samples_dir / name
+        layout = engine.layout([_first_page(path.read_bytes(), name)])[0]
+        assert layout.info["ocr"] and TITLE in _text(layout)
+        recall[name] = word_recall([elements_text(layout.elements)], [reference])
+    assert recall["report_bw.pdf"] > 0.97 and recall["report_bw.pdf"] >= recall["report_scanned.pdf"] - 0.01, recall
+
+
 def test_ocr_always_replaces_an_earlier_ocr_layer(engine: PyMuPDFLayoutEngine, samples_dir: Path) -> None:
     page = _first_page(_with_stale_ocr_layer(samples_dir / "report_scanned.pdf"), "restamped.pdf")
     assert page.meta.has_text_layer  # the stale words count as a text layer

@@ -126,12 +126,20 @@ def build_pdf(spec: Spec, out_dir: Path) -> Path:
     return pdf
 
 
-def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool = False, turn: int = 0) -> None:
+#: What journal archives stamp on every page of a scan they serve, as text (``scanned_twin``'s ``stamp``).
+DOWNLOAD_FOOTER = "This content downloaded from 192.0.2.7 on Mon, 07 Dec 2026 10:15:02 UTC"
+
+
+def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool = False, turn: int = 0,
+                 bilevel: int = 0, stamp: str = "") -> None:
     """Every page of ``pdf`` rendered in grey at ``dpi`` into an image-only PDF of the same page size; ``tilt``
     degrees turn each page counter-clockwise around its centre, white where the corners come in, as a
     scanner's feeder tilts a sheet; ``worn`` gives it what an office scanner adds (``_worn``); ``turn``
     (90, 180, 270) lays the scan turned that many degrees clockwise, on a page of the turned size, as a
-    sheet fed sideways or upside down comes out."""
+    sheet fed sideways or upside down comes out; ``bilevel`` (a grey level, 1-254) stores it in black and white,
+    every pixel at or below that level black, as a 1-bit CCITT Group 4 image: how document scanners' text mode,
+    fax and archives store pages (hairlines lighter than the threshold are lost, as on such scans); ``stamp`` is
+    written as text (a text layer of a few words) at the foot of every page, as archives stamp a download footer."""
     import io
 
     import pymupdf
@@ -145,16 +153,43 @@ def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool 
                 image = image.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255)
             if turn % 360:
                 image = image.rotate(-turn, expand=True)  # PIL turns counter-clockwise; quarter turns are exact
+            if worn:
+                image = _worn(image, noise)
+            width, height = (page.rect.height, page.rect.width) if turn % 180 else (page.rect.width, page.rect.height)
+            if bilevel:
+                with _ccitt_page(image, bilevel, dpi) as scan:  # the page as large as the pixels at dpi: nearly the same
+                    out.insert_pdf(scan)
+                continue
             encoded = io.BytesIO()
             if worn:
-                _worn(image, noise).save(encoded, "JPEG", quality=70)
+                image.save(encoded, "JPEG", quality=70)
             else:
                 image.save(encoded, "PNG")
-            width, height = (page.rect.height, page.rect.width) if turn % 180 else (page.rect.width, page.rect.height)
             new_page = out.new_page(width=width, height=height)
             new_page.insert_image(new_page.rect, stream=encoded.getvalue())
+        if stamp:
+            for new_page in out:
+                new_page.insert_text((36, new_page.rect.height - 12), stamp, fontsize=7)
         path.parent.mkdir(parents=True, exist_ok=True)
         out.save(path, garbage=3, deflate=True)
+
+
+def _ccitt_page(image, threshold: int, dpi: int):
+    """A one-page PDF of ``image`` in black and white (at or below ``threshold`` black) as a CCITT Group 4 image,
+    its page as large as ``image`` at ``dpi``.
+
+    Pillow writes 1-bit images into a PDF as CCITTFaxDecode streams; PyMuPDF's ``insert_image`` would store
+    them Flate-compressed, which is not what a scanner writes.
+    """
+    import io
+
+    import pymupdf
+
+    if not 0 < threshold < 255:
+        raise ValueError(f"bilevel threshold {threshold} is not a grey level between 1 and 254")
+    encoded = io.BytesIO()
+    image.point(lambda level: 0 if level <= threshold else 255).convert("1").save(encoded, "PDF", resolution=dpi)
+    return pymupdf.open("pdf", encoded.getvalue())
 
 
 def _worn(image, noise: np.random.Generator):
