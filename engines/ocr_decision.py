@@ -17,7 +17,8 @@ whether a page with images needs OCR, about 8 ms a page). The engine takes its v
 for unreadable text, and for images only where they are most of the page: pymupdf4llm
 also says "OCR" for born-digital pages with a picture that holds words, where the picture
 should stay a Picture element whose words the picture stage reads. An earlier OCR layer
-(invisible text, as OCRmyPDF writes it) counts as the page's text, as it did before.
+(invisible text, as OCRmyPDF writes it) counts as the page's text, as it did before, also
+where a footer is stamped on beside it (journal archives serve scans with both).
 
 A page read as a scan has its text layer taken off (its words are in its pixels, and
 come back through OCR with the rest); a page with some legible spans keeps them and has
@@ -29,8 +30,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-#: Images must cover at least this share of the page's content for a page with text to be read as a scan.
+#: Images must cover at least this share of the page's content for a page with text to be read as a scan...
 SCAN_SHARE = 0.5
+#: ... and its text spans less than this share: a few words (a footer line covers under 1 %), not a slide's text
+#: over a full-page background picture.
+FEW_WORDS_SHARE = 0.05
 
 #: Why a page with a text layer is read through OCR anyway.
 OCRReason = Literal["scan", "unreadable text", "partly unreadable text"]
@@ -42,10 +46,11 @@ READ_AS_SCAN: frozenset[OCRReason] = frozenset({"scan", "unreadable text"})
 def text_layer_falls_short(page) -> OCRReason | None:
     """Why ``page`` (a PyMuPDF page with some text) needs OCR, or None when its text layer is its text.
 
-    ``scan``: images cover most of the page's content and pymupdf4llm's model finds text
-    in them; at least a tenth of its characters are U+FFFD (pymupdf4llm's own bound) and
-    every text span has some (``unreadable text``) or some spans are legible (``partly
-    unreadable text``: those are kept, the rest is read through OCR).
+    ``scan``: images cover most of the page's content, its text spans little of it, and
+    pymupdf4llm's model finds text in the images (unless an earlier OCR layer is most of
+    its text); at least a tenth of its characters are U+FFFD (pymupdf4llm's own bound)
+    and every text span has some (``unreadable text``) or some spans are legible
+    (``partly unreadable text``: those are kept, the rest is read through OCR).
     """
     from pymupdf4llm.ocr.analyze_page import analyze_page
 
@@ -53,9 +58,21 @@ def text_layer_falls_short(page) -> OCRReason | None:
     if analysis["reason"] == "chars_bad":
         legible_area = analysis["txt_area"] - analysis["bad_areas"]  # of spans without U+FFFD
         return "partly unreadable text" if legible_area > 1e-3 * analysis["txt_area"] else "unreadable text"
-    if analysis["needs_ocr"] and analysis["img_area"] >= SCAN_SHARE:
+    scan_like = analysis["img_area"] >= SCAN_SHARE and analysis["txt_area"] < FEW_WORDS_SHARE
+    if analysis["needs_ocr"] and scan_like and not _has_earlier_ocr(page, analysis["chars_total"]):
         return "scan"
     return None
+
+
+def _has_earlier_ocr(page, characters: int) -> bool:
+    """Whether most of ``page``'s ``characters`` are an earlier tool's OCR layer (invisible text, pymupdf4llm's
+    ``is_ocr_span``): a served scan often has both, its OCR layer and the archive's visible footer, and
+    ``analyze_page`` calls a page with any visible text not OCR'd."""
+    from pymupdf4llm.ocr.analyze_page import is_ocr_span
+
+    earlier = sum(len(span["text"].strip()) for block in page.get_text("dict")["blocks"]
+                  for line in block.get("lines", ()) for span in line["spans"] if is_ocr_span(span))
+    return earlier * 2 > characters
 
 
 def remove_text(page) -> None:

@@ -89,11 +89,22 @@ def page_text(pdf: bytes) -> str:
 
 
 def test_born_digital_pages_and_earlier_ocr_layers_keep_their_text(engine: PyMuPDFLayoutEngine, samples_dir) -> None:
-    scanned = _scanned(two_column_page_with_a_figure())
-    with pymupdf.open(stream=scanned, filetype="pdf") as doc:
-        doc[0].insert_text((60, 80), "ZQXW earlier OCR words", fontsize=11, render_mode=3)  # invisible, as OCR tools write
+    born_digital = two_column_page_with_a_figure()
+    with pymupdf.open(stream=_scanned(born_digital), filetype="pdf") as doc, pymupdf.open(stream=born_digital) as born:
+        for line in (line for block in born[0].get_text("dict")["blocks"] for line in block.get("lines", ())):
+            for span in line["spans"]:  # the page's words where they are printed, invisible, as OCR tools write them
+                doc[0].insert_text(span["origin"], span["text"], fontsize=span["size"], render_mode=3)
+        doc[0].insert_text((60, 40), "ZQXW earlier OCR words", fontsize=11, render_mode=3)
         earlier_ocr = doc.tobytes()
-    for pdf in (two_column_page_with_a_figure(), (samples_dir / "report.pdf").read_bytes(), earlier_ocr):
+    earlier_ocr_and_footer = _stamped(earlier_ocr)  # as archives serve scans: their OCR layer and a visible footer
+    with pymupdf.open(stream=born_digital) as doc:  # a slide's text over a full-page background picture
+        page = doc[0]
+        background = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 400, 560), False)
+        background.set_rect(background.irect, (235, 240, 250))
+        background.set_rect(pymupdf.IRect(0, 0, 400, 60), (40, 60, 120))  # a title band
+        page.insert_image(page.rect, pixmap=background, overlay=False)
+        over_background = doc.tobytes()
+    for pdf in (born_digital, (samples_dir / "report.pdf").read_bytes(), earlier_ocr, earlier_ocr_and_footer, over_background):
         with pymupdf.open(stream=pdf, filetype="pdf") as doc:
             assert text_layer_falls_short(doc[0]) is None
     layouts = engine.layout(_pages((samples_dir / "report.pdf").read_bytes()))  # a raster picture on page 2
