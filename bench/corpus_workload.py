@@ -2,7 +2,7 @@
 
     python -m bench.ocr_quality --workload corpus [--corpus DIR] [--only NAME ...] [--dpi 150] [--no-job]
                                 [--job-copies N] [--job-set 'KEY=VALUE ...'] [--job-one-file] [--tilt DEGREES] [--worn]
-                                [--turn 90|180|270] [--bilevel LEVEL] [--stamped]
+                                [--turn 90|180|270] [--bilevel LEVEL] [--stamped] [--outlined]
 
 The corpus (``samples.corpus.build``: pdfTeX and LuaTeX papers in one and two columns,
 a manual, a LibreOffice export) is built into a temporary folder unless ``--corpus``
@@ -38,6 +38,9 @@ CCITT Group 4 images, as document scanners' text mode and archives do; usually w
 ``--dpi 300``, their resolution for text. ``--stamped`` writes a download footer as text
 on every scan, as journal archives do: the pages then have a text layer of a few words
 (its words are scored as extra: the reference is the born-digital page's text).
+``--outlined`` reads, instead of scans, the born-digital PDFs with their text converted to
+outlines by Ghostscript (as print-ready PDFs are: vector glyphs, no text layer); the
+engine OCRs their renderings, Tesseract reads the same renderings.
 """
 
 from __future__ import annotations
@@ -108,23 +111,30 @@ def corpus_documents(corpus: Path | None, only: list[str] | None, dpi: int, tmp:
 class Rescan:
     """How the scans are redone: tilted ``tilt`` degrees counter-clockwise, ``worn`` (blurred, noisy, JPEG-stored as
     an office scanner delivers them), laid ``turn`` degrees clockwise, in black and white at the grey level
-    ``bilevel`` (CCITT Group 4), ``stamped`` with a download footer as text (``samples.corpus.build.scanned_twin``)."""
+    ``bilevel`` (CCITT Group 4), ``stamped`` with a download footer as text (``samples.corpus.build.scanned_twin``);
+    or no scan at all: the born-digital PDF with its text ``outlined`` (``samples.corpus.build.outlined_twin``)."""
 
     tilt: float = 0.0
     worn: bool = False
     turn: int = 0
     bilevel: int = 0
     stamped: bool = False
+    outlined: bool = False
+
+    def __post_init__(self) -> None:
+        if self.outlined and (self.tilt or self.worn or self.turn % 360 or self.bilevel or self.stamped):
+            raise ValueError("outlined text is not a scan: it takes no tilt, wear, turn, bilevel or stamp")
 
     def __bool__(self) -> bool:
-        return bool(self.tilt or self.worn or self.turn % 360 or self.bilevel or self.stamped)
+        return bool(self.tilt or self.worn or self.turn % 360 or self.bilevel or self.stamped or self.outlined)
 
     @property
     def label(self) -> str:
         return (f"{f', tilted {self.tilt:g} degrees' if self.tilt else ''}{', worn' if self.worn else ''}"
                 f"{f', turned {self.turn} degrees' if self.turn % 360 else ''}"
                 f"{f', black and white at grey level {self.bilevel} (CCITT G4)' if self.bilevel else ''}"
-                f"{', a download footer stamped on as text' if self.stamped else ''}")
+                f"{', a download footer stamped on as text' if self.stamped else ''}"
+                f"{', not scans: the PDFs with their text converted to outlines (Ghostscript)' if self.outlined else ''}")
 
     @property
     def tesseract_psm(self) -> str:
@@ -134,13 +144,16 @@ class Rescan:
 
 def rescanned(built: list[dict], dpi: int, rescan: Rescan, folder: Path) -> list[dict]:
     """``built`` with its scans at ``dpi`` replaced by twins redone as ``rescan`` says, written to ``folder``."""
-    from samples.corpus.build import DOWNLOAD_FOOTER, scanned_twin
+    from samples.corpus.build import DOWNLOAD_FOOTER, outlined_twin, scanned_twin
 
     scans = []
     for doc in built:
         path = folder / f"{doc['name']}.pdf"
-        scanned_twin(Path(doc["pdf"]), path, dpi, tilt=rescan.tilt, worn=rescan.worn, turn=rescan.turn, bilevel=rescan.bilevel,
-                     stamp=DOWNLOAD_FOOTER if rescan.stamped else "")
+        if rescan.outlined:
+            outlined_twin(Path(doc["pdf"]), path)
+        else:
+            scanned_twin(Path(doc["pdf"]), path, dpi, tilt=rescan.tilt, worn=rescan.worn, turn=rescan.turn,
+                         bilevel=rescan.bilevel, stamp=DOWNLOAD_FOOTER if rescan.stamped else "")
         scans.append({**doc, "scanned": {**doc["scanned"], str(dpi): str(path)}})
     return scans
 

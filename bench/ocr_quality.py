@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bilevel", type=int, default=0, metavar="LEVEL",
                         help="corpus: the scans in black and white, grey levels up to LEVEL black, stored as CCITT Group 4"
                         " (a document scanner's text mode; use with --dpi 300)")
+    parser.add_argument("--outlined", action="store_true",
+                        help="corpus: instead of scans, the PDFs with their text converted to outlines (Ghostscript), no text layer")
     parser.add_argument("--stamped", action="store_true",
                         help="corpus: a download footer written as text on every scan, as journal archives stamp them")
     parser.add_argument("--repeats", type=int, default=1, help="time each configuration this often, keep the fastest")
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.corpus_workload import main as corpus_main
 
         return corpus_main(args.corpus, args.only, args.dpi, args.job, args.json, args.stages, args.job_copies, args.job_set,
-                           Rescan(args.tilt, args.worn, args.turn, args.bilevel, args.stamped),
+                           Rescan(args.tilt, args.worn, args.turn, args.bilevel, args.stamped, args.outlined),
                            args.job_one_file)
     base = RapidOCROptions(models=args.models, max_side_len=args.max_side_len, det_model=args.det_model,
                            rec_model=args.rec_model, rec_keys=args.rec_keys, rec_height=args.rec_height)

@@ -80,6 +80,10 @@ class PyMuPDFLayoutOptions(BaseModel):
     rapidocr: RapidOCROptions = Field(default_factory=RapidOCROptions, description="OCR settings for image-only pages")
 
 
+#: ``Straightened.back`` of a page laid out on its own pixels as they are.
+IDENTITY: Matrix = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
 class Straightened(NamedTuple):
     """A scan read upright (``engines.orientation``) and level (``engines.deskew``): the one-page document it was
     read on, the matrix that maps that page's pixels back onto the page as scanned, the tilt and the content's
@@ -201,7 +205,9 @@ class PyMuPDFLayoutEngine:
         engine has already made. A scan lying sideways or upside down (``engines.orientation``)
         or tilted (``engines.deskew``) is read turned upright and level, on a new page
         holding that image, so that the layout analysis sees the image and its text layer
-        upright, level and in the same place.
+        upright, level and in the same place. So is a page that draws in vector paths (text
+        converted to outlines, as print-ready PDFs have it): pymupdf4llm's table finder took
+        the glyphs' paths for ruling lines and made every paragraph a table.
         """
         if keep_text:
             from pymupdf4llm.ocr.exec_ocr_interface import exec_ocr_full
@@ -221,13 +227,15 @@ class PyMuPDFLayoutEngine:
             back, quads = chain(back, level), None  # the lines are found again on the level page
         else:
             degrees = 0.0
-        if back is None:
+        if back is None and not page.get_cdrawings():
             write_lines(page, self.ocr.read_lines(pixels, quads), (pixels.shape[1], pixels.shape[0]))
             return None
+        # Turned, tilted, or drawn in vector paths (text converted to outlines: its glyphs would read as the
+        # lines of a table): laid out on its pixels alone.
         width, height = (page.rect.height, page.rect.width) if turn in (90, 270) else (page.rect.width, page.rect.height)
         upright = image_page(pixels, width, height)
         write_lines(upright[0], self.ocr.read_lines(pixels, quads), (pixels.shape[1], pixels.shape[0]))
-        return Straightened(upright, back, degrees, turn)
+        return Straightened(upright, back if back is not None else IDENTITY, degrees, turn)
 
     def _parse_page(self, doc):
         """pymupdf4llm's ``parse_document`` on the one-page ``doc``, its table finder run only where it can find a table.

@@ -3,6 +3,7 @@ lays the page out, so what its ``ocr`` option decides is what happens."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pymupdf
@@ -123,3 +124,28 @@ def test_the_table_finder_runs_only_where_it_can_find_a_table(samples_dir: Path,
     monkeypatch.setattr(pymupdf.Page, "get_cdrawings", lambda page, *args, **kwargs: [{}])  # "something is drawn"
     forced = auto.layout(pages[1:])[0]
     assert len(calls) == 2 and forced.elements == layouts[1].elements
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("gs") is None,
+                    reason="needs pdflatex (texlive-latex-*) and Ghostscript (apt-get install ghostscript)")
+def test_text_converted_to_outlines_is_read_like_a_scan(tmp_path: Path) -> None:
+    """A print-ready PDF whose text Ghostscript turned into vector outlines has no text layer: it is OCR'd, and laid out
+    on its pixels. On the page with its thousands of glyph paths, the layout model and the table finder took the
+    paragraphs for tables (the corpus, ``bench.ocr_quality --outlined``: CER 0.198 -> 0.007)."""
+    from bench.scoring import cer, elements_text
+    from samples.corpus.build import SMALL, SPECS, build_pdf, outlined_twin
+
+    pdf = build_pdf(next(spec for spec in SPECS if spec.name == SMALL), tmp_path)
+    outlined = tmp_path / "outlined.pdf"
+    outlined_twin(pdf, outlined)
+    with pymupdf.open(outlined) as doc, pymupdf.open(pdf) as born:
+        assert not doc[0].get_text().strip() and len(doc[0].get_cdrawings()) > 500  # glyphs as paths
+        references = [page.get_text() for page in born]
+        tables = sum(len(page.find_tables().tables) > 0 for page in born)
+    _, _, rendered = split_pages(outlined.read_bytes(), "pdf", SplitLimits())
+    pages = [PageImage(p.image(), PageMeta("o.pdf", "o.pdf", p.page_number, p.width, p.height, p.scale, p.pdf_bytes,
+                                           p.has_text_layer)) for p in rendered]
+    layouts = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=1)).layout(pages)
+    assert all(layout.info["ocr"] for layout in layouts)
+    assert sum(element.category == "Table" for layout in layouts for element in layout.elements) <= max(tables, 1)
+    assert cer([elements_text(layout.elements) for layout in layouts], references)[0] < 0.03

@@ -174,6 +174,16 @@ def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool 
         out.save(path, garbage=3, deflate=True)
 
 
+def outlined_twin(pdf: Path, path: Path) -> None:
+    """``pdf`` with its text converted to outlines by Ghostscript (``-dNoOutputFonts``), as print-ready PDFs and
+    "create outlines" exports are: every glyph a filled vector path, no text layer (``apt-get install ghostscript``)."""
+    if shutil.which("gs") is None:
+        raise RuntimeError("converting text to outlines needs Ghostscript: apt-get install ghostscript")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _run(["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-dNoOutputFonts", "-sDEVICE=pdfwrite",
+          f"-sOutputFile={path}", str(pdf)], cwd=path.parent)
+
+
 def _ccitt_page(image, threshold: int, dpi: int):
     """A one-page PDF of ``image`` in black and white (at or below ``threshold`` black) as a CCITT Group 4 image,
     its page as large as ``image`` at ``dpi``.
