@@ -122,11 +122,15 @@ class Rescan:
     outlined: bool = False
 
     def __post_init__(self) -> None:
-        if self.outlined and (self.tilt or self.worn or self.turn % 360 or self.bilevel or self.stamped):
+        if self.outlined and self.changes_the_scan:
             raise ValueError("outlined text is not a scan: it takes no tilt, wear, turn, bilevel or stamp")
 
+    @property
+    def changes_the_scan(self) -> bool:
+        return bool(self.tilt or self.worn or self.turn % 360 or self.bilevel or self.stamped)
+
     def __bool__(self) -> bool:
-        return bool(self.tilt or self.worn or self.turn % 360 or self.bilevel or self.stamped or self.outlined)
+        return self.changes_the_scan or self.outlined
 
     @property
     def label(self) -> str:

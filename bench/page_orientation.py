@@ -18,21 +18,17 @@ import argparse
 import collections
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from bench.published_pdfs import published_pdfs
+from bench.published_pdfs import add_sample_arguments, published_pdfs
 
 TURNS = (0, 90, 180, 270)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="*", type=Path, default=[Path("/usr/share/doc")])
-    parser.add_argument("--docs", type=int, default=120, help="PDFs drawn at random")
-    parser.add_argument("--pages", type=int, default=2, help="first pages of each")
-    parser.add_argument("--seed", type=int, default=23)
+    add_sample_arguments(parser, docs=120, pages=2, seed=23)
     parser.add_argument("--dpi", type=int, default=150)
     args = parser.parse_args(argv)
 

@@ -121,12 +121,17 @@ def _print_table(title: str, rows: list[Scored]) -> None:
               f"{scored.recall:>8.4f} {scored.pages_per_s:>8.2f}")
 
 
+def add_sample_arguments(parser: argparse.ArgumentParser, docs: int, pages: int, seed: int) -> None:
+    """The arguments that pick the published PDFs (``published_pdfs``) and their pages, with these defaults."""
+    parser.add_argument("folders", nargs="*", type=Path, default=[Path("/usr/share/doc")])
+    parser.add_argument("--docs", type=int, default=docs, help="PDFs drawn at random")
+    parser.add_argument("--pages", type=int, default=pages, help="first pages of each")
+    parser.add_argument("--seed", type=int, default=seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="*", type=Path, default=[Path("/usr/share/doc")])
-    parser.add_argument("--docs", type=int, default=250, help="PDFs drawn at random")
-    parser.add_argument("--pages", type=int, default=3, help="first pages of each")
-    parser.add_argument("--seed", type=int, default=7)
+    add_sample_arguments(parser, docs=250, pages=3, seed=7)
     parser.add_argument("--worst", type=int, default=20, help="pages with the highest CER to list")
     parser.add_argument("--scanned", action="store_true", help="also read the pages as scans, against Tesseract")
     parser.add_argument("--dpi", type=int, default=150, help="--scanned: the scans' resolution")

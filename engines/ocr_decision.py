@@ -43,7 +43,16 @@ OCRReason = Literal["scan", "unreadable text", "partly unreadable text"]
 READ_AS_SCAN: frozenset[OCRReason] = frozenset({"scan", "unreadable text"})
 
 
-def text_layer_falls_short(page) -> OCRReason | None:
+def text_blocks(page) -> list[dict]:
+    """``page``'s text, image and vector blocks as ``analyze_page`` extracts them (``get_text("dict")`` with its flags):
+    extracted once per page, for this decision and ``engines.text_direction``."""
+    import pymupdf
+    from pymupdf4llm.ocr.analyze_page import FLAGS
+
+    return page.get_text("dict", flags=FLAGS, clip=pymupdf.INFINITE_RECT())["blocks"]
+
+
+def text_layer_falls_short(page, blocks: list[dict]) -> OCRReason | None:
     """Why ``page`` (a PyMuPDF page with some text) needs OCR, or None when its text layer is its text.
 
     ``scan``: images cover most of the page's content, its text spans little of it, and
@@ -54,23 +63,23 @@ def text_layer_falls_short(page) -> OCRReason | None:
     """
     from pymupdf4llm.ocr.analyze_page import analyze_page
 
-    analysis = analyze_page(page)  # reads the page; with replace_ocr off it changes nothing
+    analysis = analyze_page(page, blocks=blocks)  # with replace_ocr off it changes nothing
     if analysis["reason"] == "chars_bad":
         legible_area = analysis["txt_area"] - analysis["bad_areas"]  # of spans without U+FFFD
         return "partly unreadable text" if legible_area > 1e-3 * analysis["txt_area"] else "unreadable text"
     scan_like = analysis["img_area"] >= SCAN_SHARE and analysis["txt_area"] < FEW_WORDS_SHARE
-    if analysis["needs_ocr"] and scan_like and not _has_earlier_ocr(page, analysis["chars_total"]):
+    if analysis["needs_ocr"] and scan_like and not _has_earlier_ocr(blocks, analysis["chars_total"]):
         return "scan"
     return None
 
 
-def _has_earlier_ocr(page, characters: int) -> bool:
-    """Whether most of ``page``'s ``characters`` are an earlier tool's OCR layer (invisible text, pymupdf4llm's
+def _has_earlier_ocr(blocks: list[dict], characters: int) -> bool:
+    """Whether most of the page's ``characters`` are an earlier tool's OCR layer (invisible text, pymupdf4llm's
     ``is_ocr_span``): a served scan often has both, its OCR layer and the archive's visible footer, and
     ``analyze_page`` calls a page with any visible text not OCR'd."""
     from pymupdf4llm.ocr.analyze_page import is_ocr_span
 
-    earlier = sum(len(span["text"].strip()) for block in page.get_text("dict")["blocks"]
+    earlier = sum(len(span["text"].strip()) for block in blocks
                   for line in block.get("lines", ()) for span in line["spans"] if is_ocr_span(span))
     return earlier * 2 > characters
 

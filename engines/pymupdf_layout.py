@@ -25,14 +25,14 @@ import io
 import logging
 import re
 import sys
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from engines.base import CATEGORIES, Element, PageImage, PageLayout, clip_bbox
 from engines.deskew import Matrix, box_back, needs_straightening, skew_degrees, straighten
-from engines.ocr_decision import READ_AS_SCAN, OCRReason, remove_text, text_layer_falls_short
+from engines.ocr_decision import READ_AS_SCAN, OCRReason, remove_text, text_blocks, text_layer_falls_short
 from engines.ocr_text_layer import page_dpi, render_page, write_lines
 from engines.orientation import OrientationClassifier, chain, line_axis, turn_upright, upright_turn
 from engines.page_image_streams import JPEG_QUALITY, store_images_as_jpeg
@@ -148,9 +148,13 @@ class PyMuPDFLayoutEngine:
         back: Matrix | None = None
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_pymupdf():  # pymupdf4llm prints progress notes
-                reason = self._ocr_reason(docs[0][0], meta)
+                # Everything below works on the page as shown, as the job's pixels show it: a scan stored sideways
+                # under /Rotate had its OCR lines written where the unrotated page has them.
+                docs[0][0].remove_rotation()
+                blocks = text_blocks(docs[0][0]) if meta.has_text_layer else []
+                reason = self._ocr_reason(docs[0][0], meta, blocks)
                 info["ocr"] = reason is not None
-                if reason not in (None, "always", "no text layer"):  # a text layer, yet not the page's text
+                if reason in get_args(OCRReason):  # a text layer, yet not the page's text
                     info["ocr_reason"] = reason
                 if reason is not None:
                     image = page.image
@@ -168,8 +172,7 @@ class PyMuPDFLayoutEngine:
                             info["rotation_degrees"] = straightened.turn
                 doc = docs[-1]
                 if reason is None and self.options.orient:  # read from its text layer: that text says how it lies
-                    doc[0].remove_rotation()  # the page as shown
-                    turn = content_turn(doc[0])
+                    turn = content_turn(blocks)
                     if turn:
                         back = read_turned(doc[0], turn, meta.scale)
                         info["rotation_degrees"] = turn
@@ -181,14 +184,14 @@ class PyMuPDFLayoutEngine:
                 doc.close()
         return PageLayout(elements=elements, info=info)
 
-    def _ocr_reason(self, page, meta) -> Literal["always", "no text layer"] | OCRReason | None:
+    def _ocr_reason(self, page, meta, blocks: list[dict]) -> Literal["always", "no text layer"] | OCRReason | None:
         """Why ``page`` is read through OCR (``options.ocr``; with ``auto``: it has no text layer, or its text layer
-        falls short, ``engines.ocr_decision``), or None when it is read from its text layer alone."""
+        (``blocks``) falls short, ``engines.ocr_decision``), or None when it is read from its text layer alone."""
         if self.options.ocr != "auto":
             return "always" if self.options.ocr == "always" else None
         if not meta.has_text_layer:
             return "no text layer"
-        return text_layer_falls_short(page)
+        return text_layer_falls_short(page, blocks)
 
     def _write_ocr_text_layer(self, page, image, meta, keep_text: bool) -> Straightened | None:
         """Give ``page`` RapidOCR's text as a text layer, replacing any earlier OCR text; for a scan that lies
@@ -248,7 +251,6 @@ class PyMuPDFLayoutEngine:
         instead of running it again (``_layout_reused``).
         """
         page = doc[0]
-        page.remove_rotation()  # as parse_document does first: the layout is of the derotated page
         page.get_layout(return_raw=True)
         raw = page.layout_information
         tables = self.options.html_tables and (

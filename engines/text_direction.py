@@ -24,11 +24,12 @@ MIN_SHARE = 0.6
 MIN_CHARACTERS = 40
 
 
-def content_turn(page) -> int:
-    """The clockwise turn (0, 90, 180 or 270 degrees) of ``page``'s text as shown: 90 where most of it runs down
-    the page, 270 up (``sidewaystable``), 180 upside down, 0 across or when no direction has ``MIN_SHARE``."""
+def content_turn(blocks: list[dict]) -> int:
+    """The clockwise turn (0, 90, 180 or 270 degrees) of a page's text as shown, from its ``get_text("dict")``
+    ``blocks`` (of the page without ``/Rotate``): 90 where most of it runs down the page, 270 up (``sidewaystable``),
+    180 upside down, 0 across or when no direction has ``MIN_SHARE``."""
     counts = dict.fromkeys((0, 90, 180, 270), 0)
-    for block in page.get_text("dict")["blocks"]:
+    for block in blocks:
         for line in block.get("lines", ()):
             if line.get("wmode"):
                 continue

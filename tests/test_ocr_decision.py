@@ -13,7 +13,7 @@ import pymupdf
 import pytest
 
 from bench.scoring import elements_text, normalize, word_recall
-from engines.ocr_decision import text_layer_falls_short
+from engines.ocr_decision import text_blocks, text_layer_falls_short
 from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
 from tests.test_text_layer import _pages, _positions, _scanned, two_column_page_with_a_figure
 
@@ -106,7 +106,7 @@ def test_born_digital_pages_and_earlier_ocr_layers_keep_their_text(engine: PyMuP
         over_background = doc.tobytes()
     for pdf in (born_digital, (samples_dir / "report.pdf").read_bytes(), earlier_ocr, earlier_ocr_and_footer, over_background):
         with pymupdf.open(stream=pdf, filetype="pdf") as doc:
-            assert text_layer_falls_short(doc[0]) is None
+            assert text_layer_falls_short(doc[0], text_blocks(doc[0])) is None
     layouts = engine.layout(_pages((samples_dir / "report.pdf").read_bytes()))  # a raster picture on page 2
     assert not any(layout.info["ocr"] for layout in layouts)
     assert "Picture" in {element.category for element in layouts[1].elements}

@@ -164,6 +164,24 @@ def test_a_scan_both_turned_and_tilted_is_read_upright_and_level(engine: PyMuPDF
     assert y1 - y0 > 3 * (x1 - x0)  # the caption's line runs down the page as it lies
 
 
+@pytest.mark.parametrize("rotate", [90, 270])
+def test_a_scan_stored_sideways_and_shown_upright_by_rotate_reads_as_shown(engine: PyMuPDFLayoutEngine, upright,
+                                                                            rotate: int) -> None:
+    """Scanner apps and OCRmyPDF's --rotate-pages keep the image as it was scanned and set /Rotate, so a viewer (and
+    the job's pixels) show the page upright: its OCR lines must land where that page shows them, and its boxes too."""
+    with pymupdf.open(stream=_turned_scan(two_column_page_with_a_figure(), (360 - rotate) % 360)) as doc:
+        doc[0].set_rotation(rotate)
+        shown_upright = doc.tobytes()
+    page = _pages(shown_upright)[0]
+    assert page.meta.height > page.meta.width  # rendered as shown: portrait
+    layout = engine.layout([page])[0]
+    assert "rotation_degrees" not in layout.info  # upright as shown: nothing turned
+    assert elements_text(layout.elements) == elements_text(upright[1].elements)
+    box = next(e.bbox for e in upright[1].elements if normalize(CAPTION)[:30] in normalize(e.text))
+    shown = next(e.bbox for e in layout.elements if normalize(CAPTION)[:30] in normalize(e.text))
+    assert shown == pytest.approx(box, abs=3.0)
+
+
 def test_orient_off_reads_the_page_as_it_lies() -> None:
     engine = PyMuPDFLayoutEngine(PyMuPDFLayoutOptions(threads=1, orient=False))
     layout = engine.layout(_pages(_turned_scan(two_column_page_with_a_figure(), 180)))[0]

@@ -14,6 +14,7 @@ import pymupdf
 import pytest
 
 from bench.scoring import elements_text
+from engines.ocr_decision import text_blocks
 from engines.pymupdf_layout import PyMuPDFLayoutEngine, PyMuPDFLayoutOptions
 from engines.text_direction import content_turn
 from tests.test_text_layer import _pages, _positions, two_column_page_with_a_figure
@@ -76,7 +77,7 @@ def test_a_page_shown_sideways_reads_as_its_upright_twin(engine: PyMuPDFLayoutEn
 def test_a_sideways_table_comes_out_as_a_caption_and_a_table(engine: PyMuPDFLayoutEngine) -> None:
     pdf = _sideways_table()
     with pymupdf.open(stream=pdf, filetype="pdf") as doc:
-        assert content_turn(doc[0]) == 270
+        assert content_turn(text_blocks(doc[0])) == 270
     layout = engine.layout(_pages(pdf))[0]
     assert layout.info["rotation_degrees"] == 270
     categories = [element.category for element in layout.elements]
@@ -94,5 +95,5 @@ def test_upright_text_is_left_as_it_is(engine: PyMuPDFLayoutEngine) -> None:
     with pymupdf.open(stream=two_column_page_with_a_figure(), filetype="pdf") as doc:
         doc[0].insert_text((40, 330), "discharge (m3/s)", fontsize=8, rotate=90)  # a turned axis label
         labelled = doc.tobytes()
-        assert content_turn(doc[0]) == 0
+        assert content_turn(text_blocks(doc[0])) == 0
     assert "rotation_degrees" not in engine.layout(_pages(labelled))[0].info

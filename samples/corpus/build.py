@@ -155,11 +155,11 @@ def scanned_twin(pdf: Path, path: Path, dpi: int, tilt: float = 0.0, worn: bool 
                 image = image.rotate(-turn, expand=True)  # PIL turns counter-clockwise; quarter turns are exact
             if worn:
                 image = _worn(image, noise)
-            width, height = (page.rect.height, page.rect.width) if turn % 180 else (page.rect.width, page.rect.height)
             if bilevel:
                 with _ccitt_page(image, bilevel, dpi) as scan:  # the page as large as the pixels at dpi: nearly the same
                     out.insert_pdf(scan)
                 continue
+            width, height = (page.rect.height, page.rect.width) if turn % 180 else (page.rect.width, page.rect.height)
             encoded = io.BytesIO()
             if worn:
                 image.save(encoded, "JPEG", quality=70)
